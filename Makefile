@@ -1,0 +1,42 @@
+# One-command entry points. Each target creates or refreshes the local virtual environment
+# (.venv) from the requirement files first, so it works on a fresh machine.
+#   make demo   - run the bundle's main job on the bundled demo data
+#   make test   - the test suite (pytest)
+#   make lint   - ruff
+PYTHON ?= python3
+VENV ?= .venv
+# Pinned so that CI and this machine take the local CPU build; override with make TORCH_SPEC="torch>=2.4".
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint benchmark demo-data clean-venv
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip freeze > $(VENV)/versions.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m scripts.simulate --out outputs/demo --num 3 --seed 0 --size 256 --overwrite
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+benchmark: $(STAMP)
+	$(BIN)/python -m scripts.benchmark
+
+demo-data: $(STAMP)
+	$(BIN)/python -m scripts.simulate --out docs/demo_data --num 3 --seed 2025 --size 128 --dtype uint16 --overwrite
+
+clean-venv:
+	rm -rf $(VENV)

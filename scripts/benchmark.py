@@ -1,0 +1,107 @@
+"""The bundle's benchmark: ``python -m scripts.benchmark [--sections ...] [--quick]``.
+
+Every table in ``docs/results.md`` is written by this script; rerun it to regenerate them. Each
+section lives in :mod:`scripts.benchmarks` and is written between ``<!-- begin:NAME -->`` and
+``<!-- end:NAME -->`` markers, so running a subset of sections leaves the others untouched.
+The machine, versions, date and exact command are recorded with every section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+from scripts.benchmarks import SECTIONS
+
+RESULTS_MD = Path(__file__).resolve().parent.parent / "docs" / "results.md"
+HEADER = """# Benchmark results
+
+Every number below was measured by `python -m scripts.benchmark` on the committed code; each
+section states the command that produced it, the machine and the library versions. Regenerate a
+section with `python -m scripts.benchmark --sections NAME`.
+"""
+
+
+def environment() -> dict:
+    """Machine and library versions, recorded next to every measurement."""
+    import numpy
+    import torch
+
+    try:
+        import monai
+
+        monai_version = monai.__version__
+    except ImportError:  # pragma: no cover - monai is a hard requirement of the bundle
+        monai_version = "not installed"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return {
+        "date": datetime.date.today().isoformat(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "monai": monai_version,
+        "numpy": numpy.__version__,
+    }
+
+
+def _env_line(env: dict) -> str:
+    return (
+        f"_Measured {env['date']} on {env['cpu']} ({env['cores']} cores, {env['torch_threads']} torch threads); "
+        f"Python {env['python']}, torch {env['torch']}, MONAI {env['monai']}, NumPy {env['numpy']}. "
+        f"Command: `{env['command']}`._"
+    )
+
+
+def update_markdown(text: str, name: str, block: str) -> str:
+    """Replace (or append) the delimited block of section ``name`` in ``text``."""
+    begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
+    new = f"{begin}\n{block.strip()}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        return pattern.sub(lambda _: new, text)
+    return text.rstrip() + "\n\n" + new + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (smoke run)")
+    parser.add_argument("--out", type=Path, default=RESULTS_MD, help="Markdown file to update")
+    args = parser.parse_args(argv)
+
+    env = environment()
+    env["command"] = "python -m scripts.benchmark " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = args.out.read_text() if args.out.exists() else HEADER
+    json_path = args.out.with_suffix(".json")
+    all_data = json.loads(json_path.read_text()) if json_path.exists() else {}
+    for name in args.sections:
+        module = importlib.import_module(f"scripts.benchmarks.{name}")
+        print(f"[benchmark] {name} ...", flush=True)
+        result = module.run(quick=args.quick)
+        block = f"## {module.TITLE}\n\n{_env_line(env)}\n\n{result.markdown.strip()}\n"
+        text = update_markdown(text, name, block)
+        all_data[name] = {"environment": env, "quick": args.quick, **result.data}
+        # write after every section so a long run that is interrupted keeps what it measured
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        json_path.write_text(json.dumps(all_data, indent=2, default=float) + "\n")
+        print(result.markdown, flush=True)
+
+
+if __name__ == "__main__":
+    main()

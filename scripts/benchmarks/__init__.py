@@ -1,0 +1,32 @@
+"""Benchmark sections. Each module here measures one thing and returns a :class:`SectionResult`.
+
+A section module defines ``TITLE`` (the Markdown heading) and ``run(quick: bool) -> SectionResult``.
+:mod:`scripts.benchmark` runs the requested sections and writes each into its own delimited block
+of ``docs/results.md`` (other sections are kept as they were) and into ``docs/results.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SECTIONS = ("simulator", "model_cost", "phasor")
+
+
+@dataclass
+class SectionResult:
+    """What one benchmark section measured.
+
+    Attributes:
+        markdown: the section body (tables, notes) without its heading.
+        data: the same numbers, machine-readable (JSON-serialisable).
+    """
+
+    markdown: str
+    data: dict = field(default_factory=dict)
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """Render ``rows`` under ``header`` as a GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,482 @@
+"""Spectral transforms for HSRS stacks (K, H, W), MONAI style: an array transform and a ``…d`` dictionary version.
+
+Preprocessing (deterministic):
+
+- :class:`SpectralResample` — onto the canonical wavenumber grid (or any grid), from
+  ``meta["wavenumbers"]``; stacks without wavenumbers are handled by a logged assumption.
+- :class:`SubtractSpectralBackground` — remove the detector offset, or the whole spatially
+  uniform background spectrum (offset + water + non-Raman background) estimated from the dimmest pixels.
+- :class:`NormalizeSpectralIntensity` — robust per-image scaling by intensity percentiles.
+
+Training augmentations that mimic real instrument variation (random; apply after normalisation):
+
+- :class:`RandSpectralGainDrift` — per-frame laser power drift (multiplicative, smooth over frames).
+- :class:`RandSpectralOffset` — additive offset with a linear trend over frames.
+- :class:`RandSpectralShift` — small spectral calibration error (shift along the wavenumber axis).
+- :class:`RandSpectralNoise` — shot/read noise (additive) and laser intensity noise (proportional).
+
+All transforms keep ``MetaTensor`` metadata; the array versions accept NumPy arrays and tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.data.meta_obj import get_track_meta
+from monai.transforms import MapTransform, RandomizableTransform, Transform
+from monai.utils import TransformBackends, convert_to_tensor
+
+from scripts.spectral_axis import (
+    CANONICAL_RANGE,
+    CANONICAL_WAVENUMBERS,
+    MIN_FRAMES,
+    assumed_wavenumbers,
+    validate_wavenumbers,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _source(img: Any) -> str:
+    """The file an image came from, for messages."""
+    if isinstance(img, MetaTensor):
+        return str(img.meta.get("filename_or_obj", "image"))
+    return "image"
+
+
+def _check_stack(img: torch.Tensor, source: str) -> None:
+    if img.ndim != 3:
+        raise ValueError(f"{source}: expected a spectral stack (K, H, W), got shape {tuple(img.shape)}.")
+    if img.shape[0] < MIN_FRAMES:
+        raise ValueError(
+            f"{source}: the stack has {img.shape[0]} frames; at least {MIN_FRAMES} Raman shifts are needed to resolve "
+            "the C–H bands. Is this a single image or a label map?"
+        )
+
+
+def stack_wavenumbers(img: Any, assumed_range: Sequence[float] = CANONICAL_RANGE) -> np.ndarray:
+    """The (K,) wavenumbers of ``img`` from its metadata, or an assumed grid with a logged warning."""
+    meta = img.meta if isinstance(img, MetaTensor) else {}
+    wn = meta.get("wavenumbers")
+    if wn is None:
+        wn = assumed_wavenumbers(img.shape[0], assumed_range)
+        logger.warning(
+            "%s: no wavenumbers in the image metadata; ASSUMING its %d frames span %g–%g cm⁻¹ evenly.",
+            _source(img), img.shape[0], wn[0], wn[-1],
+        )  # fmt: skip
+        return wn
+    wn = wn.detach().cpu().numpy() if isinstance(wn, torch.Tensor) else np.asarray(wn)
+    return validate_wavenumbers(wn.reshape(-1)[: img.shape[0]] if wn.ndim > 1 else wn, img.shape[0], _source(img))
+
+
+def _robust_percentiles(img: torch.Tensor, q: Sequence[float], max_samples: int = 2_000_000) -> list[float]:
+    """Percentiles of all values of ``img`` (a fixed, evenly strided subsample for large stacks)."""
+    flat = img.reshape(-1)
+    step = max(1, flat.numel() // max_samples)
+    values = flat[::step].detach().cpu().numpy().astype(np.float64)
+    return [float(v) for v in np.percentile(values, q)]
+
+
+def _smooth_frames(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian smoothing along the frame axis (sd ``sigma`` frames), edge frames repeated."""
+    radius = int(np.ceil(3 * sigma))
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
+    weights /= weights.sum()
+    frames = np.arange(img.shape[0])
+    return sum(
+        float(wt) * img[torch.as_tensor(np.clip(frames + o, 0, img.shape[0] - 1))]
+        for o, wt in zip(offsets, weights, strict=True)
+    )
+
+
+class SpectralResample(Transform):
+    """Resample a stack (K, H, W) onto a target wavenumber grid by linear interpolation along K.
+
+    Descending input is handled (the stack's wavenumbers decide), and when the input is sampled
+    much more finely than the target, it is first smoothed along K (Gaussian) to avoid aliasing.
+
+    Args:
+        target_wavenumbers: the output grid, ascending, cm⁻¹ (default: the canonical 64 frames
+            over 2800–3050 cm⁻¹).
+        assumed_wavenumber_range: (first frame, last frame) assumed, with a logged warning, for an
+            image without ``meta["wavenumbers"]``.
+        max_extrapolation: how far (cm⁻¹) the target grid may reach beyond the measured range at
+            either end; such frames repeat the nearest measured frame (logged). Beyond it, a
+            ValueError is raised.
+
+    Returns a tensor (K_target, H, W) with ``meta["wavenumbers"]`` set to the target grid.
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(
+        self,
+        target_wavenumbers: Sequence[float] | np.ndarray | None = None,
+        assumed_wavenumber_range: Sequence[float] = CANONICAL_RANGE,
+        max_extrapolation: float = 10.0,
+    ):
+        target = CANONICAL_WAVENUMBERS if target_wavenumbers is None else np.asarray(target_wavenumbers, float)
+        self.target = validate_wavenumbers(target, target.size, "target_wavenumbers")
+        if self.target.size > 1 and self.target[1] < self.target[0]:
+            raise ValueError("target_wavenumbers must be ascending.")
+        self.assumed_wavenumber_range = assumed_wavenumber_range
+        self.max_extrapolation = float(max_extrapolation)
+
+    def __call__(self, img: Any, wavenumbers: Sequence[float] | None = None) -> torch.Tensor:
+        source = _source(img)
+        img = convert_to_tensor(img, track_meta=get_track_meta(), dtype=torch.float32)
+        _check_stack(img, source)
+        wn = (
+            validate_wavenumbers(wavenumbers, img.shape[0], source)
+            if wavenumbers is not None
+            else stack_wavenumbers(img, self.assumed_wavenumber_range)
+        )
+        if wn[0] > wn[-1]:
+            img, wn = img.flip(0), wn[::-1].copy()
+        lo_gap, hi_gap = wn[0] - self.target[0], self.target[-1] - wn[-1]
+        if max(lo_gap, hi_gap) > self.max_extrapolation:
+            raise ValueError(
+                f"{source}: the stack covers {wn[0]:g}–{wn[-1]:g} cm⁻¹ but the target grid needs "
+                f"{self.target[0]:g}–{self.target[-1]:g} cm⁻¹ (more than {self.max_extrapolation:g} cm⁻¹ missing at an "
+                "end). Record the full C–H window, or pass target_wavenumbers covering your range."
+            )
+        if max(lo_gap, hi_gap) > 0:
+            logger.info(
+                "%s: target grid extends %.1f/%.1f cm⁻¹ beyond the data; edge frames are repeated.",
+                source,
+                lo_gap,
+                hi_gap,
+            )
+        step_in, step_out = (
+            float(np.median(np.diff(wn))),
+            float(np.median(np.diff(self.target))) if self.target.size > 1 else 0.0,
+        )
+        if step_out > 1.5 * step_in:  # anti-aliasing: smooth along K to the target's sampling first
+            img = _smooth_frames(img, np.sqrt(step_out**2 - step_in**2) / 2.3548 / step_in)
+        pos = np.interp(self.target, wn, np.arange(wn.size, dtype=float))  # clamps outside: edge hold
+        i0 = np.clip(np.floor(pos).astype(np.int64), 0, wn.size - 1)
+        i1 = np.clip(i0 + 1, 0, wn.size - 1)
+        frac = torch.as_tensor(pos - i0, dtype=img.dtype, device=img.device).view(-1, 1, 1)
+        out = img[torch.as_tensor(i0)] * (1 - frac) + img[torch.as_tensor(i1)] * frac
+        if isinstance(out, MetaTensor):
+            out.meta["wavenumbers"] = self.target.copy()
+        return out
+
+
+class SubtractSpectralBackground(Transform):
+    """Remove the detector offset or the uniform background spectrum from a stack (K, H, W).
+
+    Args:
+        method: ``"dimmest_pixels"`` (default) subtracts, from every pixel, the median spectrum of
+            the ``percentile``% of pixels with the lowest total intensity (cell-free areas: offset
+            + water + non-Raman background, per frame); ``"frame_percentile"`` subtracts each
+            frame's ``percentile``-th intensity percentile; ``"offset"`` subtracts one constant,
+            the ``percentile``-th percentile of the whole stack.
+        percentile: see ``method`` (default 10).
+
+    Spatially varying background (field edges, object edges) is not removed: that is left to the
+    networks, which see it in training.
+    """
+
+    backend = [TransformBackends.TORCH]
+    methods = ("dimmest_pixels", "frame_percentile", "offset")
+
+    def __init__(self, method: str = "dimmest_pixels", percentile: float = 10.0):
+        if method not in self.methods:
+            raise ValueError(f"method must be one of {self.methods}, got {method!r}.")
+        if not 0 < percentile < 100:
+            raise ValueError(f"percentile must be in (0, 100), got {percentile}.")
+        self.method, self.percentile = method, float(percentile)
+
+    def background(self, img: torch.Tensor) -> torch.Tensor:
+        """The background to subtract, broadcastable to ``img``: (K, 1, 1) or a scalar."""
+        k = img.shape[0]
+        flat = img.reshape(k, -1)
+        if self.method == "offset":
+            return torch.tensor(_robust_percentiles(img, [self.percentile])[0], dtype=img.dtype, device=img.device)
+        if self.method == "frame_percentile":
+            step = max(1, flat.shape[1] // 200_000)
+            return torch.quantile(flat[:, ::step].float(), self.percentile / 100.0, dim=1).to(img.dtype).view(k, 1, 1)
+        total = flat.sum(0)
+        cutoff = _robust_percentiles(total, [self.percentile])[0]
+        dim = flat[:, total <= cutoff]
+        return dim.median(dim=1).values.view(k, 1, 1)
+
+    def __call__(self, img: Any) -> torch.Tensor:
+        source = _source(img)
+        img = convert_to_tensor(img, track_meta=get_track_meta(), dtype=torch.float32)
+        _check_stack(img, source)
+        return img - self.background(img)
+
+
+class NormalizeSpectralIntensity(Transform):
+    """Robust per-image intensity scaling: ``(x - p_lower) / (p_upper - p_lower)`` over the whole stack.
+
+    One scale for all frames keeps the spectral shape (the chemistry) intact.
+
+    Args:
+        lower, upper: percentiles of all stack values (defaults 1 and 99.5: robust to hot pixels
+            and to the few very bright lipid droplets).
+        subtract_lower: subtract ``p_lower`` (default True); if False only divide by ``p_upper - p_lower``.
+        clip: clip the result to ``[clip_range]`` (default off).
+        clip_range: (min, max) used when ``clip`` is True.
+
+    Raises ValueError naming the file for a constant stack (no contrast to normalise).
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(
+        self,
+        lower: float = 1.0,
+        upper: float = 99.5,
+        subtract_lower: bool = True,
+        clip: bool = False,
+        clip_range: Sequence[float] = (-1.0, 10.0),
+    ):
+        if not 0 <= lower < upper <= 100:
+            raise ValueError(f"need 0 <= lower < upper <= 100, got lower={lower}, upper={upper}.")
+        self.lower, self.upper = float(lower), float(upper)
+        self.subtract_lower, self.clip, self.clip_range = subtract_lower, clip, tuple(clip_range)
+
+    def __call__(self, img: Any) -> torch.Tensor:
+        source = _source(img)
+        img = convert_to_tensor(img, track_meta=get_track_meta(), dtype=torch.float32)
+        _check_stack(img, source)
+        lo, hi = _robust_percentiles(img, [self.lower, self.upper])
+        if not hi - lo > 1e-8 * max(abs(hi), abs(lo), 1.0):
+            raise ValueError(
+                f"{source}: intensities are constant ({lo:g}) between the {self.lower:g}th and {self.upper:g}th "
+                "percentiles; the stack holds no image to segment."
+            )
+        out = (img - lo) / (hi - lo) if self.subtract_lower else img / (hi - lo)
+        return out.clamp(*self.clip_range) if self.clip else out
+
+
+class _RandSpectral(RandomizableTransform):
+    """Base of the random spectral augmentations: draws its parameters from ``self.R``."""
+
+    backend = [TransformBackends.TORCH]
+
+    def apply(self, img: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, img: Any, randomize: bool = True) -> torch.Tensor:
+        source = _source(img)
+        img = convert_to_tensor(img, track_meta=get_track_meta(), dtype=torch.float32)
+        if randomize:
+            self.randomize(img)
+        if not self._do_transform:
+            return img
+        _check_stack(img, source)
+        return self.apply(img)
+
+
+class RandSpectralGainDrift(_RandSpectral):
+    """Multiply each frame by a gain that drifts smoothly over frames (laser power drift).
+
+    The gains are ``1 + s * w_k`` with ``w`` a standardised random walk over the K frames and
+    ``s ~ U(0, max_drift)``.
+
+    Args:
+        prob: probability of applying the drift.
+        max_drift: largest standard deviation of the gains (default 0.05 = 5 %).
+    """
+
+    def __init__(self, prob: float = 0.5, max_drift: float = 0.05):
+        super().__init__(prob)
+        self.max_drift = float(max_drift)
+        self.gains: np.ndarray | None = None
+
+    def randomize(self, img: torch.Tensor) -> None:
+        super().randomize(None)
+        if self._do_transform:
+            walk = np.cumsum(self.R.normal(0, 1, img.shape[0]))
+            walk = (walk - walk.mean()) / (walk.std() + 1e-8)
+            self.gains = 1.0 + self.R.uniform(0, self.max_drift) * walk
+
+    def apply(self, img: torch.Tensor) -> torch.Tensor:
+        return img * torch.as_tensor(self.gains, dtype=img.dtype, device=img.device).view(-1, 1, 1)
+
+
+class RandSpectralOffset(_RandSpectral):
+    """Add an offset ``c + t * (k / (K - 1) - 0.5)`` to frame k (detector offset, background level).
+
+    Args:
+        prob: probability of applying the offset.
+        max_offset: ``c ~ U(-max_offset, max_offset)`` in image units (default 0.05).
+        max_trend: ``t ~ U(-max_trend, max_trend)``, change of the offset across the frames (default 0.05).
+    """
+
+    def __init__(self, prob: float = 0.5, max_offset: float = 0.05, max_trend: float = 0.05):
+        super().__init__(prob)
+        self.max_offset, self.max_trend = float(max_offset), float(max_trend)
+        self.offsets: np.ndarray | None = None
+
+    def randomize(self, img: torch.Tensor) -> None:
+        super().randomize(None)
+        if self._do_transform:
+            ramp = np.linspace(-0.5, 0.5, img.shape[0])
+            self.offsets = (
+                self.R.uniform(-self.max_offset, self.max_offset)
+                + self.R.uniform(-self.max_trend, self.max_trend) * ramp
+            )
+
+    def apply(self, img: torch.Tensor) -> torch.Tensor:
+        return img + torch.as_tensor(self.offsets, dtype=img.dtype, device=img.device).view(-1, 1, 1)
+
+
+class RandSpectralShift(_RandSpectral):
+    """Shift the spectra along the wavenumber axis by ``d ~ U(-max_shift, max_shift)`` cm⁻¹ (calibration error).
+
+    Interpolates linearly along K; the frame spacing comes from ``meta["wavenumbers"]`` (else the
+    canonical grid's). Edge frames are repeated where the shift reaches beyond the stack.
+
+    Args:
+        prob: probability of applying the shift.
+        max_shift: largest shift in cm⁻¹ (default 6, about 1.5 canonical frames).
+    """
+
+    def __init__(self, prob: float = 0.5, max_shift: float = 6.0):
+        super().__init__(prob)
+        self.max_shift = float(max_shift)
+        self.shift = 0.0
+
+    def randomize(self, img: torch.Tensor) -> None:
+        super().randomize(None)
+        if self._do_transform:
+            self.shift = float(self.R.uniform(-self.max_shift, self.max_shift))
+
+    def apply(self, img: torch.Tensor) -> torch.Tensor:
+        wn = img.meta.get("wavenumbers") if isinstance(img, MetaTensor) else None
+        step = (
+            float(np.median(np.abs(np.diff(np.asarray(wn, float).reshape(-1)))))
+            if wn is not None
+            else float(np.diff(CANONICAL_WAVENUMBERS)[0])
+        )
+        k = img.shape[0]
+        pos = np.clip(np.arange(k) - self.shift / step, 0, k - 1)  # frame k shows what was at k - shift
+        i0 = np.floor(pos).astype(np.int64)
+        i1 = np.minimum(i0 + 1, k - 1)
+        frac = torch.as_tensor(pos - i0, dtype=img.dtype, device=img.device).view(-1, 1, 1)
+        return img[torch.as_tensor(i0)] * (1 - frac) + img[torch.as_tensor(i1)] * frac
+
+
+class RandSpectralNoise(_RandSpectral):
+    """Add noise with sd ``sqrt(a² + (r·x)²)`` per value: shot/read noise ``a`` and intensity noise ``r``.
+
+    Args:
+        prob: probability of adding noise.
+        max_std: ``a ~ U(0, max_std)`` in image units (default 0.05).
+        max_relative_std: ``r ~ U(0, max_relative_std)`` (default 0.02).
+    """
+
+    def __init__(self, prob: float = 0.5, max_std: float = 0.05, max_relative_std: float = 0.02):
+        super().__init__(prob)
+        self.max_std, self.max_relative_std = float(max_std), float(max_relative_std)
+        self.std = self.relative_std = 0.0
+        self.seed = 0
+
+    def randomize(self, img: torch.Tensor) -> None:
+        super().randomize(None)
+        if self._do_transform:
+            self.std = float(self.R.uniform(0, self.max_std))
+            self.relative_std = float(self.R.uniform(0, self.max_relative_std))
+            self.seed = int(self.R.randint(0, 2**31 - 1))
+
+    def apply(self, img: torch.Tensor) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.seed)
+        noise = torch.randn(img.shape, generator=gen, dtype=img.dtype).to(img.device)
+        return img + noise * torch.sqrt(self.std**2 + (self.relative_std * img) ** 2)
+
+
+# ----------------------------------------------------------------------------------- dictionary versions
+class _SpectralDict(MapTransform):
+    """Dictionary version of a deterministic spectral transform: applies it to every key."""
+
+    transform_class: type[Transform]
+
+    def __init__(self, keys: KeysCollection, allow_missing_keys: bool = False, **kwargs):
+        super().__init__(keys, allow_missing_keys)
+        self.transform = self.transform_class(**kwargs)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.transform(d[key])
+        return d
+
+
+class _RandSpectralDict(RandomizableTransform, MapTransform):
+    """Dictionary version of a random spectral augmentation; each key draws its own parameters."""
+
+    transform_class: type[_RandSpectral]
+
+    def __init__(self, keys: KeysCollection, prob: float = 0.5, allow_missing_keys: bool = False, **kwargs):
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.transform = self.transform_class(prob=1.0, **kwargs)
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
+        super().set_random_state(seed, state)
+        self.transform.set_random_state(seed, state)
+        return self
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        self.randomize(None)
+        for key in self.key_iterator(d):
+            if self._do_transform:
+                d[key] = self.transform(d[key], randomize=True)
+            else:
+                d[key] = convert_to_tensor(d[key], track_meta=get_track_meta())
+        return d
+
+
+class SpectralResampled(_SpectralDict):
+    """Dictionary version of :class:`SpectralResample` (same keyword arguments)."""
+
+    transform_class = SpectralResample
+
+
+class SubtractSpectralBackgroundd(_SpectralDict):
+    """Dictionary version of :class:`SubtractSpectralBackground` (same keyword arguments)."""
+
+    transform_class = SubtractSpectralBackground
+
+
+class NormalizeSpectralIntensityd(_SpectralDict):
+    """Dictionary version of :class:`NormalizeSpectralIntensity` (same keyword arguments)."""
+
+    transform_class = NormalizeSpectralIntensity
+
+
+class RandSpectralGainDriftd(_RandSpectralDict):
+    """Dictionary version of :class:`RandSpectralGainDrift` (``prob`` + same keyword arguments)."""
+
+    transform_class = RandSpectralGainDrift
+
+
+class RandSpectralOffsetd(_RandSpectralDict):
+    """Dictionary version of :class:`RandSpectralOffset` (``prob`` + same keyword arguments)."""
+
+    transform_class = RandSpectralOffset
+
+
+class RandSpectralShiftd(_RandSpectralDict):
+    """Dictionary version of :class:`RandSpectralShift` (``prob`` + same keyword arguments)."""
+
+    transform_class = RandSpectralShift
+
+
+class RandSpectralNoised(_RandSpectralDict):
+    """Dictionary version of :class:`RandSpectralNoise` (``prob`` + same keyword arguments)."""
+
+    transform_class = RandSpectralNoise

@@ -1,0 +1,163 @@
+"""Writing HSRS stacks and label maps so that :mod:`scripts.reader` reads them back exactly.
+
+- Stacks (K, H, W) go to NIfTI (array (X=W, Y=H, Z=K), wavenumbers in a JSON header extension,
+  pixel size in ``pixdim``), multi-page TIFF (wavenumbers in the JSON image description) or
+  ``.npy`` (wavenumbers in the sidecar ``<stem>.json``).
+- Label maps (H, W) with 0 background, 1 nucleus, 2 lipid droplet go to NIfTI and/or TIFF as uint8.
+
+Every file is written to a temporary name in the target folder and renamed when complete, so an
+interrupted or failed write never leaves a half-written file and never destroys an existing one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from scripts.reader import NIFTI_EXTENSION_CODE, stack_format
+from scripts.spectral_axis import validate_wavenumbers, write_sidecar
+
+#: Class values of a label map.
+LABELS: dict[str, int] = {"background": 0, "nucleus": 1, "lipid_droplet": 2}
+LABEL_FORMATS = ("nii.gz", "tif")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffixes); move it onto ``path`` on success.
+
+    On any error the temporary file is removed and an existing ``path`` is left untouched.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path}: the output folder {path.parent} does not exist.")
+    suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".nii.gz") else path.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def _nifti_image(array_xy: np.ndarray, pixel_size_um: float | None, extension: dict | None, z_step: float = 1.0):
+    import nibabel as nib
+
+    px = float(pixel_size_um) if pixel_size_um else 1.0
+    affine = np.diag([px, px, z_step, 1.0])
+    img = nib.Nifti1Image(array_xy, affine)
+    img.header.set_xyzt_units("micron" if pixel_size_um else "unknown")
+    if extension:
+        img.header.extensions.append(
+            nib.nifti1.Nifti1Extension(NIFTI_EXTENSION_CODE, json.dumps(extension).encode("utf-8"))
+        )
+    return img
+
+
+def write_stack(
+    path: str | Path,
+    stack: np.ndarray,
+    wavenumbers: Sequence[float] | np.ndarray,
+    pixel_size_um: float | None = None,
+) -> Path:
+    """Write an HSRS stack with its wavenumber axis; the format follows the suffix of ``path``.
+
+    Args:
+        path: ``*.nii.gz``/``*.nii`` (NIfTI), ``*.tif``/``*.tiff`` (multi-page TIFF) or ``*.npy``.
+        stack: (K, H, W) array, any real dtype (float32 and uint16 are typical); written as is.
+        wavenumbers: K Raman shifts in cm⁻¹, in frame order.
+        pixel_size_um: lateral pixel size, recorded when given.
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    stack = np.asarray(stack)
+    if stack.ndim != 3:
+        raise ValueError(f"{path}: a stack must be (K, H, W), got shape {stack.shape}.")
+    wn = validate_wavenumbers(wavenumbers, stack.shape[0], str(path))
+    meta: dict = {"wavenumbers": [round(float(v), 6) for v in wn], "unit": "cm-1"}
+    if pixel_size_um:
+        meta["pixel_size_um"] = float(pixel_size_um)
+    fmt = stack_format(path)
+    with atomic_path(path) as tmp:
+        if fmt == "nifti":
+            step = float(abs(np.mean(np.diff(wn)))) if wn.size > 1 else 1.0
+            _nifti_image(np.transpose(stack, (2, 1, 0)), pixel_size_um, meta, step).to_filename(str(tmp))
+        elif fmt == "tiff":
+            import tifffile
+
+            tifffile.imwrite(tmp, stack, metadata=meta, photometric="minisblack")
+        elif fmt == "numpy":
+            np.save(tmp, stack)
+        else:
+            raise ValueError(f"{path}: stacks are written to .nii.gz, .tif or .npy files, not folders.")
+    if fmt == "numpy":
+        write_sidecar(path, wn, {k: v for k, v in meta.items() if k not in ("wavenumbers", "unit")})
+    return path
+
+
+def check_label_map(labels: np.ndarray, source: str = "label map") -> np.ndarray:
+    """Return ``labels`` as a (H, W) uint8 array after checking it holds only 0, 1 and 2."""
+    arr = np.asarray(labels)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise ValueError(f"{source}: a label map must be (H, W) or (1, H, W), got shape {arr.shape}.")
+    values = np.unique(arr)
+    unknown = [v for v in values.tolist() if v not in LABELS.values()]
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown label values {unknown[:10]}; expected 0 background, 1 nucleus, 2 lipid droplet."
+        )
+    return arr.astype(np.uint8)
+
+
+def write_label_map(
+    stem: str | Path,
+    labels: np.ndarray,
+    formats: Sequence[str] = LABEL_FORMATS,
+    pixel_size_um: float | None = None,
+) -> list[Path]:
+    """Write a label map (0 background, 1 nucleus, 2 lipid droplet) as ``stem.nii.gz`` and/or ``stem.tif``.
+
+    Args:
+        stem: output path without suffix (a suffix such as ``.nii.gz`` is replaced).
+        labels: (H, W) or (1, H, W) integer array.
+        formats: any of ``"nii.gz"``, ``"nii"``, ``"tif"``.
+        pixel_size_um: lateral pixel size, recorded when given.
+
+    Returns:
+        The written paths.
+    """
+    stem = Path(stem)
+    for suffix in (".nii.gz", ".nii", ".tif", ".tiff"):
+        if stem.name.lower().endswith(suffix):
+            stem = stem.with_name(stem.name[: -len(suffix)])
+    arr = check_label_map(labels, str(stem))
+    written = []
+    for fmt in formats:
+        if fmt not in ("nii.gz", "nii", "tif"):
+            raise ValueError(f"unknown label-map format {fmt!r}; choose from 'nii.gz', 'nii', 'tif'.")
+        out = stem.with_name(f"{stem.name}.{fmt}")
+        with atomic_path(out) as tmp:
+            if fmt == "tif":
+                import tifffile
+
+                extra = {"pixel_size_um": float(pixel_size_um)} if pixel_size_um else {}
+                tifffile.imwrite(tmp, arr, metadata={"labels": LABELS, **extra}, photometric="minisblack")
+            else:
+                _nifti_image(np.ascontiguousarray(arr.T), pixel_size_um, {"labels": LABELS}).to_filename(str(tmp))
+        written.append(out)
+    return written
