@@ -86,17 +86,17 @@ def main(argv: list[str] | None = None) -> None:
 
     env = environment()
     env["command"] = "python -m scripts.benchmark " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = args.out.read_text() if args.out.exists() else HEADER
     json_path = args.out.with_suffix(".json")
-    all_data = json.loads(json_path.read_text()) if json_path.exists() else {}
     for name in args.sections:
         module = importlib.import_module(f"scripts.benchmarks.{name}")
         print(f"[benchmark] {name} ...", flush=True)
         result = module.run(quick=args.quick)
         block = f"## {module.TITLE}\n\n{_env_line(env)}\n\n{result.markdown.strip()}\n"
-        text = update_markdown(text, name, block)
+        # re-read and write after every section: an interrupted run keeps what it measured, and
+        # sections measured by another run meanwhile are kept
+        text = update_markdown(args.out.read_text() if args.out.exists() else HEADER, name, block)
+        all_data = json.loads(json_path.read_text()) if json_path.exists() else {}
         all_data[name] = {"environment": env, "quick": args.quick, **result.data}
-        # write after every section so a long run that is interrupted keeps what it measured
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
         json_path.write_text(json.dumps(all_data, indent=2, default=float) + "\n")

@@ -1,0 +1,48 @@
+"""The documentation and the bundled demo data stay true to the code."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import fields
+
+from scripts.benchmark import update_markdown
+from scripts.simulate import PRESETS, PhantomPreset, main
+from tests.conftest import REPO
+
+DEMO = REPO / "docs" / "demo_data"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, tuple):
+        return f"{v[0]:g}–{v[1]:g}" if v[0] != v[1] else f"{v[0]:g}"
+    return f"{v:g}"
+
+
+def test_simulation_doc_table_matches_presets():
+    text = (REPO / "docs" / "simulation.md").read_text()
+    for f in fields(PhantomPreset):
+        row = re.search(rf"^\| `{f.name}` \| (.*) \|$", text, re.MULTILINE)
+        assert row, f"docs/simulation.md has no row for {f.name}"
+        cells = [c.strip() for c in row.group(1).split("|")]
+        assert cells == [_fmt(getattr(PRESETS[p], f.name)) for p in ("easy", "default", "hard")], f.name
+
+
+def test_demo_data_is_small_and_regenerates_byte_for_byte(tmp_path):
+    files = sorted(p for p in DEMO.rglob("*") if p.is_file())
+    assert sum(p.stat().st_size for p in files) <= 5 * 1024 * 1024
+    # the documented command (docs/simulation.md, `make demo-data`)
+    main(["--out", str(tmp_path), "--num", "3", "--seed", "7", "--size", "128", "--dtype", "uint16"])
+    fresh = {p.relative_to(tmp_path): hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.rglob("*") if p.is_file()}
+    committed = {p.relative_to(DEMO): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    assert fresh == committed
+
+
+def test_benchmark_updates_only_its_section():
+    text = "# R\n\n<!-- begin:a -->\nold a\n<!-- end:a -->\n\n<!-- begin:b -->\nold b\n<!-- end:b -->\n"
+    new = update_markdown(text, "a", "new a")
+    assert "new a" in new
+    assert "old a" not in new
+    assert "old b" in new
+    appended = update_markdown(new, "c", "c body")
+    assert appended.endswith("<!-- begin:c -->\nc body\n<!-- end:c -->\n")
