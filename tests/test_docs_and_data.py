@@ -33,7 +33,9 @@ def test_demo_data_is_small_and_regenerates_byte_for_byte(tmp_path):
     assert sum(p.stat().st_size for p in files) <= 5 * 1024 * 1024
     # the documented command (docs/simulation.md, `make demo-data`)
     main(["--out", str(tmp_path), "--num", "3", "--seed", "7", "--size", "128", "--dtype", "uint16"])
-    fresh = {p.relative_to(tmp_path): hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.rglob("*") if p.is_file()}
+    fresh = {
+        p.relative_to(tmp_path): hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.rglob("*") if p.is_file()
+    }
     committed = {p.relative_to(DEMO): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
     assert fresh == committed
 
