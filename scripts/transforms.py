@@ -50,13 +50,14 @@ def _source(img: Any) -> str:
     return "image"
 
 
-def _check_stack(img: torch.Tensor, source: str) -> None:
+def _check_stack(img: torch.Tensor, source: str, min_frames: int = MIN_FRAMES) -> None:
     if img.ndim != 3:
         raise ValueError(f"{source}: expected a spectral stack (K, H, W), got shape {tuple(img.shape)}.")
-    if img.shape[0] < MIN_FRAMES:
+    if img.shape[0] < min_frames:
         raise ValueError(
-            f"{source}: the stack has {img.shape[0]} frames; at least {MIN_FRAMES} Raman shifts are needed to resolve "
-            "the C–H bands. Is this a single image or a label map?"
+            f"{source}: the stack has {img.shape[0]} frames; at least {min_frames} Raman shifts are needed "
+            f"(the canonical grid has {CANONICAL_WAVENUMBERS.size}). Is this a single image or a label map, "
+            "or was the spectral range recorded too coarsely?"
         )
 
 
@@ -110,6 +111,8 @@ class SpectralResample(Transform):
         max_extrapolation: how far (cm⁻¹) the target grid may reach beyond the measured range at
             either end; such frames repeat the nearest measured frame (logged). Beyond it, a
             ValueError is raised.
+        min_frames: fewest input frames accepted (default 8); the workflows ask for more, since a
+            model trained on 64 frames does not see the same bands in a stack of a few frames.
 
     Returns a tensor (K_target, H, W) with ``meta["wavenumbers"]`` set to the target grid.
     """
@@ -121,7 +124,9 @@ class SpectralResample(Transform):
         target_wavenumbers: Sequence[float] | np.ndarray | None = None,
         assumed_wavenumber_range: Sequence[float] = CANONICAL_RANGE,
         max_extrapolation: float = 10.0,
+        min_frames: int = MIN_FRAMES,
     ):
+        self.min_frames = int(min_frames)
         target = CANONICAL_WAVENUMBERS if target_wavenumbers is None else np.asarray(target_wavenumbers, float)
         self.target = validate_wavenumbers(target, target.size, "target_wavenumbers")
         if self.target.size > 1 and self.target[1] < self.target[0]:
@@ -132,7 +137,7 @@ class SpectralResample(Transform):
     def __call__(self, img: Any, wavenumbers: Sequence[float] | None = None) -> torch.Tensor:
         source = _source(img)
         img = convert_to_tensor(img, track_meta=get_track_meta(), dtype=torch.float32)
-        _check_stack(img, source)
+        _check_stack(img, source, self.min_frames)
         wn = (
             validate_wavenumbers(wavenumbers, img.shape[0], source)
             if wavenumbers is not None

@@ -1,0 +1,200 @@
+"""Writing segmentation results: label maps (NIfTI + TIFF), overlay PNGs and a per-image summary CSV.
+
+:class:`SegmentationWriter` is an ignite handler for the inference and evaluation workflows. It is
+a handler rather than a post-processing transform so that MONAI Label, which runs the bundle's
+pre/post-processing itself, does not write files on the server.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from scipy import ndimage
+
+from scripts.writer import atomic_path, write_label_map
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FIELDS = (
+    "stem",
+    "image",
+    "height",
+    "width",
+    "pixel_size_um",
+    "nucleus_area_px",
+    "nucleus_count",
+    "lipid_droplet_area_px",
+    "lipid_droplet_count",
+    "lipid_droplet_mean_diameter_px",
+    "nucleus_area_um2",
+    "lipid_droplet_area_um2",
+)
+#: Overlay colours (RGB 0–1): nucleus, lipid droplet, ground-truth outline.
+NUCLEUS_RGB, LIPID_DROPLET_RGB, TRUTH_RGB = (0.1, 0.6, 1.0), (1.0, 0.85, 0.0), (1.0, 0.2, 0.2)
+
+
+def stem_of(path: str | os.PathLike) -> str:
+    """File name without its (double) suffix; the folder name for a folder of TIFF frames."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".npy"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def check_writable(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and check files can be written there; raise PermissionError naming it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write_test_{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise PermissionError(f"output_dir {folder} is not writable ({e}); choose another --output_dir.") from e
+    return folder
+
+
+def label_statistics(labels: np.ndarray) -> dict[str, float]:
+    """Areas (px), object counts and mean lipid-droplet diameter of a (H, W) label map."""
+    nucleus, droplets = labels == 1, labels == 2
+    _, n_nuclei = ndimage.label(nucleus)
+    ld_objects, n_ld = ndimage.label(droplets)
+    sizes = np.bincount(ld_objects.ravel())[1:] if n_ld else np.zeros(0)
+    return {
+        "nucleus_area_px": int(nucleus.sum()),
+        "nucleus_count": int(n_nuclei),
+        "lipid_droplet_area_px": int(droplets.sum()),
+        "lipid_droplet_count": int(n_ld),
+        "lipid_droplet_mean_diameter_px": round(float(np.mean(2 * np.sqrt(sizes / np.pi))), 3) if n_ld else 0.0,
+    }
+
+
+def overlay_rgb(
+    stack: np.ndarray, labels: np.ndarray, truth: np.ndarray | None = None, alpha: float = 0.45
+) -> np.ndarray:
+    """RGB overlay (H, W, 3) in [0, 1]: the mean image in grey, nuclei blue, lipid droplets yellow, truth outlined red."""
+    from skimage.segmentation import find_boundaries
+
+    grey = np.asarray(stack, np.float32).mean(0)
+    lo, hi = np.percentile(grey, [1, 99.5])
+    grey = np.clip((grey - lo) / max(hi - lo, 1e-6), 0, 1)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    for value, colour in ((1, NUCLEUS_RGB), (2, LIPID_DROPLET_RGB)):
+        mask = labels == value
+        rgb[mask] = (1 - alpha) * rgb[mask] + alpha * np.asarray(colour)
+    if truth is not None:
+        rgb[find_boundaries(truth, mode="inner") & (truth > 0)] = TRUTH_RGB
+    return rgb
+
+
+def save_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
+    """Write an RGB float image as PNG, atomically."""
+    import matplotlib.image
+
+    buffer = io.BytesIO()
+    matplotlib.image.imsave(buffer, np.clip(rgb, 0, 1), format="png")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    return Path(path)
+
+
+def _as_label_map(pred: Any) -> np.ndarray:
+    arr = pred.detach().cpu().numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)
+    if arr.ndim == 3 and arr.shape[0] > 1:  # one-hot or probabilities (C, H, W)
+        arr = arr.argmax(0)
+    return np.asarray(arr).reshape(arr.shape[-2:]).astype(np.uint8)
+
+
+class SegmentationWriter:
+    """Ignite handler writing, per image, ``<stem>.nii.gz`` + ``<stem>.tif`` label maps, ``<stem>_overlay.png``
+    and a row of ``summary.csv`` (areas, counts) into ``output_dir``.
+
+    Args:
+        output_dir: where results go; created and checked for write access at construction, so an
+            unwritable folder fails before any work.
+        pred_key, image_key: keys of the decollated engine output (``engine.state.output``).
+        label_key: optional ground truth key; when given, overlays outline the truth in red.
+        formats: label-map formats (``"nii.gz"``, ``"tif"``); empty to write only overlays/CSV.
+        overlays: write overlay PNGs.
+        summary_csv: file name of the summary table (rewritten atomically after each image).
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        pred_key: str = "pred",
+        image_key: str = "image",
+        label_key: str | None = None,
+        formats: tuple[str, ...] | list[str] = ("nii.gz", "tif"),
+        overlays: bool = True,
+        summary_csv: str | None = "summary.csv",
+    ):
+        self.output_dir = check_writable(output_dir)
+        self.pred_key, self.image_key, self.label_key = pred_key, image_key, label_key
+        self.formats, self.overlays, self.summary_csv = tuple(formats), overlays, summary_csv
+        self.rows: dict[str, dict] = {}
+
+    def attach(self, engine) -> None:
+        from ignite.engine import Events
+
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine) -> None:
+        for item in engine.state.output:
+            self.write_item(item)
+
+    def write_item(self, item: dict) -> dict:
+        """Write the outputs of one decollated item; returns its summary row."""
+        pred, image = item[self.pred_key], item.get(self.image_key)
+        meta = pred.meta if isinstance(pred, MetaTensor) else {}
+        if not meta.get("filename_or_obj") and isinstance(image, MetaTensor):
+            meta = image.meta
+        source = str(meta.get("filename_or_obj", f"image_{len(self.rows)}"))
+        stem = stem_of(source)
+        labels = _as_label_map(pred)
+        pixel = meta.get("pixel_size_um")
+        pixel = float(pixel) if pixel is not None and np.isfinite(float(pixel)) else None
+        if self.formats:
+            write_label_map(self.output_dir / stem, labels, formats=self.formats, pixel_size_um=pixel)
+        if self.overlays and image is not None:
+            truth = _as_label_map(item[self.label_key]) if self.label_key and self.label_key in item else None
+            stack = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+            save_png(self.output_dir / f"{stem}_overlay.png", overlay_rgb(stack, labels, truth))
+        stats = label_statistics(labels)
+        row = {
+            "stem": stem,
+            "image": source,
+            "height": labels.shape[0],
+            "width": labels.shape[1],
+            "pixel_size_um": pixel or "",
+            **stats,
+        }
+        row["nucleus_area_um2"] = round(stats["nucleus_area_px"] * pixel**2, 3) if pixel else ""
+        row["lipid_droplet_area_um2"] = round(stats["lipid_droplet_area_px"] * pixel**2, 3) if pixel else ""
+        self.rows[stem] = row
+        if self.summary_csv:
+            self._write_summary()
+        logger.info(
+            "%s: nucleus %d px, %d lipid droplets -> %s",
+            stem,
+            stats["nucleus_area_px"],
+            stats["lipid_droplet_count"],
+            self.output_dir,
+        )
+        return row
+
+    def _write_summary(self) -> None:
+        with atomic_path(self.output_dir / self.summary_csv) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
+            writer.writeheader()
+            for stem in sorted(self.rows):
+                writer.writerow(self.rows[stem])
