@@ -282,3 +282,21 @@ def test_multi_process_training_with_torchrun_on_cpu(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "models" / "model.pt").is_file()
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["checkpoint_epoch=1.pt"]
+
+
+@pytest.mark.parametrize("override", sorted(p.name for p in (CONFIGS / "baselines").glob("*.yaml")))
+@pytest.mark.parametrize(("config", "workflow_type"), [("train.yaml", "train"), ("inference.yaml", "infer")])
+def test_baseline_and_ablation_overrides_swap_the_network_only(override, config, workflow_type):
+    base = ConfigWorkflow(
+        config_file=str(CONFIGS / config), meta_file=META, workflow_type=workflow_type, bundle_root=str(REPO)
+    )
+    wf = ConfigWorkflow(config_file=[str(CONFIGS / config), str(CONFIGS / "baselines" / override)], meta_file=META,
+                        workflow_type=workflow_type, bundle_root=str(REPO))  # fmt: skip
+    base.initialize()
+    wf.initialize()
+    changed = {k for k in wf.parser.config if wf.parser.config[k] != base.parser.config.get(k)}
+    assert changed == {"network_def", "model_name"}
+    assert wf.parser.get_parsed_content("model_name") != "model.pt"  # the shipped weights are not overwritten
+    net = wf.parser.get_parsed_content("network_def").eval()
+    with torch.no_grad():
+        assert tuple(net(torch.rand(1, 64, 64, 64)).shape) == (1, 3, 64, 64)

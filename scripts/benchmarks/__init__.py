@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SECTIONS = ("simulator", "model_cost", "phasor")
+SECTIONS = ("simulator", "model_cost", "phasor", "workflows")
 
 
 @dataclass
