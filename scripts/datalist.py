@@ -84,6 +84,7 @@ def folder_datalist(dataset_dir: str | Path) -> list[dict]:
         items.append({"image": str(p.resolve())})
     if not items:
         raise FileNotFoundError(
-            f"dataset_dir {folder} holds no HSRS stack (.nii/.nii.gz/.tif/.tiff/.npy files or folders of TIFF frames)."
+            f"dataset_dir {folder}: no HSRS stacks found (.nii/.nii.gz/.tif/.tiff/.npy files or folders of TIFF "
+            "frames). For a folder made by scripts.simulate, pass its images/ sub-folder."
         )
     return items

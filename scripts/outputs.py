@@ -11,6 +11,7 @@ import csv
 import io
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +52,26 @@ def stem_of(path: str | os.PathLike) -> str:
 
 
 def check_writable(folder: str | os.PathLike) -> Path:
-    """Create ``folder`` if needed and check files can be written there; raise PermissionError naming it."""
+    """Create ``folder`` if needed and check files can be written there, before any work.
+
+    Raises NotADirectoryError when the path is a file and PermissionError when the folder cannot be
+    created or written, both naming the folder.
+    """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(
+            f"output_dir {folder}: the output path exists and is not a folder; choose another --output_dir."
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write_test_{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".write_test_", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as e:
-        raise PermissionError(f"output_dir {folder} is not writable ({e}); choose another --output_dir.") from e
+        raise PermissionError(
+            f"output_dir {folder} is not writable: cannot create or write to the output folder ({e.strerror or e}); "
+            "choose another --output_dir."
+        ) from e
     return folder
 
 
