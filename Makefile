@@ -1,6 +1,6 @@
 # One-command entry points. Each target creates or refreshes the local virtual environment
 # (.venv) from the requirement files first, so it works on a fresh machine.
-#   make demo   - run the bundle's main job on the bundled demo data
+#   make demo   - segment the bundled demo data with the pretrained hybrid-UNet (outputs/inference)
 #   make test   - the test suite (pytest)
 #   make lint   - ruff
 PYTHON ?= python3
@@ -23,7 +23,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m scripts.simulate --out outputs/demo --num 3 --seed 0 --size 256 --overwrite
+	$(BIN)/python -m monai.bundle run --config_file configs/inference.yaml --meta_file configs/metadata.json --logging_file configs/logging.conf
+	@echo "label maps, overlays and summary.csv are in outputs/inference/"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -36,7 +37,7 @@ benchmark: $(STAMP)
 	$(BIN)/python -m scripts.benchmark
 
 demo-data: $(STAMP)
-	$(BIN)/python -m scripts.simulate --out docs/demo_data --num 3 --seed 2025 --size 128 --dtype uint16 --overwrite
+	$(BIN)/python -m scripts.simulate --out docs/demo_data --num 3 --seed 7 --size 128 --dtype uint16 --overwrite
 
 clean-venv:
 	rm -rf $(VENV)
