@@ -300,3 +300,13 @@ def test_baseline_and_ablation_overrides_swap_the_network_only(override, config,
     net = wf.parser.get_parsed_content("network_def").eval()
     with torch.no_grad():
         assert tuple(net(torch.rand(1, 64, 64, 64)).shape) == (1, 3, 64, 64)
+
+
+def test_training_can_start_from_pretrained_weights(sim_dir, trained, tmp_path):
+    wf = workflow(TRAIN, "train", dataset_dir=str(sim_dir), output_dir=str(tmp_path / "run"), ckpt_dir=str(tmp_path / "models"),
+                  pretrained=str(trained / "models" / "model.pt"), learning_rate=0.0, max_epochs=1, **TINY, **NET)  # fmt: skip
+    wf.run()
+    before = torch.load(trained / "models" / "model.pt", weights_only=True)
+    after = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # learning rate 0: the loaded weights, unchanged

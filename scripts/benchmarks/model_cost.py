@@ -1,0 +1,275 @@
+"""Model cost: parameters, weights size, multiply–accumulates, CPU latency and peak memory per network.
+
+Every (model, input size) pair is measured in a fresh ``spawn`` subprocess, so that the peak
+resident memory of one forward pass is not hidden by an earlier, larger one. In the subprocess:
+
+1. the model is built under ``torch.manual_seed(0)`` in eval mode and a ``(1, K, H, W)`` input is drawn;
+2. the first forward pass (``torch.inference_mode``) counts multiply–accumulates with forward hooks on
+   every convolution, transposed convolution and linear layer, and the growth of peak RSS over the
+   RSS just before it is its memory cost (``resource.getrusage(RUSAGE_SELF).ru_maxrss``);
+3. ``repeats`` further forward passes are timed, and the median is reported;
+4. the ``state_dict`` (float32) is saved with ``torch.save`` to a temporary file to size the weights.
+
+The subprocess's address space is capped at ~18 GiB above its size before the model is built, so a
+model that would need more fails with an allocation error (reported in the table) instead of
+bringing the machine down.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+
+from scripts.benchmarks import SectionResult, markdown_table
+
+TITLE = "Model cost: parameters, weights, MACs, CPU latency and peak memory"
+
+#: (label, network kind, constructor arguments). All models take (B, K, H, W) and give (B, 3, H, W).
+MODELS: tuple[tuple[str, str, dict], ...] = (
+    ("HybridUNet (default)", "hybrid", {}),
+    ("HybridUNet, plain 3D blocks (no multi-scale residual)", "hybrid", {"multiscale_residual": False}),
+    ("HybridUNet, mean instead of attention pooling", "hybrid", {"attention_pooling": False}),
+    ("HybridUNet, mean instead of spectral compression", "hybrid", {"spectral_compression": False}),
+    ("nnU-Net-style 2D (DynUNet, planned for 256x256)", "nnunet2d", {"in_channels": 64, "patch_size": (256, 256)}),
+    ("3D-UNet (BasicUNet 16-256) + spectral head", "unet3d", {}),
+)
+DEFAULT_MODEL, REFERENCE_MODEL = MODELS[0][0], MODELS[-1][0]
+SIZES_FULL = ((256, 256, 64), (512, 512, 64))
+SIZES_QUICK = ((256, 256, 64),)
+MEMORY_LIMIT_GIB = 18
+TARGET_LATENCY_S, TARGET_FRACTION, TARGET_WEIGHTS_MB = 4.0, 1 / 3, 20.0
+#: below this CPU share (CPU seconds per wall second per torch thread) a timing is flagged as contended
+BUSY_CPU_SHARE = 0.8
+RETRY_WAIT_S = 20
+
+
+def build_model(kind: str, kwargs: dict):
+    """Construct one of the benchmarked networks (imported here so the parent process stays light)."""
+    from scripts.networks import HybridUNet, NNUNetStyle2D, UNet3DSpectral
+
+    factories = {"hybrid": HybridUNet, "nnunet2d": NNUNetStyle2D, "unet3d": UNet3DSpectral}
+    if kind not in factories:
+        raise ValueError(f"unknown network kind {kind!r}; choose one of {sorted(factories)}.")
+    return factories[kind](**kwargs)
+
+
+def _maxrss_bytes() -> int:
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def _proc_status_bytes(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _count_macs(model, x):
+    """Run ``model(x)`` once and return (output, multiply–accumulates of its conv/linear layers).
+
+    MACs of a convolution = output elements x kernel volume x in_channels / groups; of a transposed
+    convolution = input elements x kernel volume x out_channels / groups; of a linear layer =
+    output elements x in_features. Normalisation, activations, pooling and the attention weighting
+    are not counted.
+    """
+    import torch
+
+    total = [0]
+
+    def hook(module, inputs, output):
+        kernel_volume = 1
+        for k in getattr(module, "kernel_size", ()):
+            kernel_volume *= k
+        if isinstance(module, torch.nn.Linear):
+            total[0] += output.numel() * module.in_features
+        elif isinstance(module, torch.nn.modules.conv._ConvTransposeNd):
+            total[0] += inputs[0].numel() * kernel_volume * module.out_channels // module.groups
+        else:
+            total[0] += output.numel() * kernel_volume * module.in_channels // module.groups
+
+    layer_types = (torch.nn.modules.conv._ConvNd, torch.nn.Linear)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, layer_types)]
+    try:
+        out = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return out, total[0]
+
+
+def measure(kind: str, kwargs: dict, size: tuple[int, int, int], repeats: int) -> dict:
+    """Measure one model at one input size ``(H, W, K)``; meant to run in a fresh subprocess."""
+    import torch
+
+    vm_size = _proc_status_bytes("VmSize")
+    if vm_size is not None:
+        limit = vm_size + MEMORY_LIMIT_GIB * 2**30
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    h, w, k = size
+    torch.manual_seed(0)
+    model = build_model(kind, kwargs).eval()
+    result: dict = {"parameters": sum(p.numel() for p in model.parameters())}
+    x = torch.randn(1, k, h, w)
+    gc.collect()
+    rss_before = _proc_status_bytes("VmRSS") or _maxrss_bytes()
+    try:
+        with torch.inference_mode():
+            start = time.perf_counter()
+            out, macs = _count_macs(model, x)
+            result["first_pass_s"] = time.perf_counter() - start
+            result["peak_memory_mib"] = max(_maxrss_bytes() - rss_before, 0) / 2**20
+            result["gmacs"] = macs / 1e9
+            result["output_shape"] = list(out.shape)
+            del out
+            times = []
+            cpu_start = time.process_time()
+            for _ in range(repeats):
+                start = time.perf_counter()
+                model(x)
+                times.append(time.perf_counter() - start)
+            cpu_time = time.process_time() - cpu_start
+        result["latency_s"] = statistics.median(times)
+        result["latency_runs_s"] = times
+        # CPU time this process got per wall-clock second per torch thread: ~1 on an idle machine,
+        # clearly lower when other processes compete for the cores (then the latency is inflated)
+        result["cpu_share"] = cpu_time / (sum(times) * torch.get_num_threads())
+    except (RuntimeError, MemoryError) as error:  # allocation beyond the address-space cap
+        result["error"] = f"does not fit in {MEMORY_LIMIT_GIB} GiB ({type(error).__name__}: {str(error)[:120]})"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.pt")
+        torch.save(model.state_dict(), path)
+        result["weights_mb"] = os.path.getsize(path) / 1e6
+    return result
+
+
+def _measure_in_subprocess(kind: str, kwargs: dict, size: tuple[int, int, int], repeats: int) -> dict:
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        try:
+            return pool.submit(measure, kind, kwargs, size, repeats).result()
+        except BrokenProcessPool:
+            return {"error": "the measuring process was killed (most likely out of memory)"}
+
+
+def measure_least_contended(kind: str, kwargs: dict, size: tuple[int, int, int], repeats: int, attempts: int) -> dict:
+    """Measure up to ``attempts`` times while other processes compete for the CPU; keep the least contended run."""
+    best: dict = {}
+    for attempt in range(attempts):
+        if attempt > 0:
+            print(f"[model_cost]   CPU share {best['cpu_share']:.2f}: the machine is busy, measuring again", flush=True)
+            time.sleep(RETRY_WAIT_S)
+        result = _measure_in_subprocess(kind, kwargs, size, repeats)
+        result["attempts"] = attempt + 1
+        if not best or result.get("cpu_share", 0.0) > best.get("cpu_share", 0.0):
+            best = result
+        if "cpu_share" not in best or best["cpu_share"] >= BUSY_CPU_SHARE:
+            break
+    return best
+
+
+def _fmt(value, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _targets_paragraph(rows: list[dict]) -> tuple[str, dict]:
+    """State, from the measured numbers, whether the default model meets the size and speed targets."""
+    by_key = {(r["model"], r["size"]): r for r in rows}
+    size = max((r["size"] for r in rows), key=lambda s: s[0] * s[1])
+    hybrid, reference = by_key.get((DEFAULT_MODEL, size), {}), by_key.get((REFERENCE_MODEL, size), {})
+    verdicts = {True: "met", False: "**not met**", None: "undecided"}
+    checks: dict[str, bool | None] = {}
+    parts = []
+
+    weights = hybrid.get("weights_mb")
+    checks["weights"] = None if weights is None else weights < TARGET_WEIGHTS_MB
+    parts.append(
+        f"weights {_fmt(weights, '.1f')} MB (target < {TARGET_WEIGHTS_MB:.0f} MB): {verdicts[checks['weights']]}"
+    )
+    for key, unit, name in (("latency_s", "s", "forward latency"), ("peak_memory_mib", "MiB", "peak memory")):
+        mine, theirs = hybrid.get(key), reference.get(key)
+        if mine is None:
+            checks[key] = None
+            parts.append(f"{name} not measured ({hybrid.get('error', 'no run')})")
+            continue
+        if theirs is not None:
+            relative_ok: bool | None = mine <= TARGET_FRACTION * theirs
+            relative = f"{mine / theirs:.1%} of the 3D-UNet's {theirs:.2f} {unit}"
+        else:  # the 3D-UNet could not run: it did not fit, so any measured hybrid is far below it
+            relative_ok = True if "error" in reference else None
+            relative = f"3D-UNet: {reference.get('error', 'not measured')}"
+        target = "target ≤ 33% of the 3D-UNet"
+        if key == "latency_s":
+            relative_ok = None if relative_ok is None else relative_ok and mine < TARGET_LATENCY_S
+            target += f" and < {TARGET_LATENCY_S:.0f} s"
+        checks[key] = relative_ok
+        parts.append(f"{name} {mine:.2f} {unit} = {relative} ({target}): {verdicts[relative_ok]}")
+
+    all_met = all(v is True for v in checks.values())
+    text = f"**Targets** (default HybridUNet at {size[0]}×{size[1]}×{size[2]}, batch 1, this CPU): " + "; ".join(parts)
+    text += ". " + ("All targets are met." if all_met else "Not all targets are met.")
+    if tuple(size) != (512, 512, 64):
+        text += " (Quick run: the targets are defined at 512×512×64; run without `--quick` to decide them.)"
+    return text, {"size": list(size), **checks, "all_met": all_met}
+
+
+def run(quick: bool) -> SectionResult:
+    sizes, repeats, attempts = (SIZES_QUICK, 1, 1) if quick else (SIZES_FULL, 3, 3)
+    rows = []
+    for size in sizes:
+        for label, kind, kwargs in MODELS:
+            print(f"[model_cost] {label} at {size[0]}x{size[1]}x{size[2]} ...", flush=True)
+            result = measure_least_contended(kind, kwargs, size, repeats, attempts)
+            rows.append({"model": label, "kind": kind, "kwargs": kwargs, "size": size, "repeats": repeats, **result})
+    header = [
+        "model",
+        "input H×W×K",
+        "parameters",
+        "weights (MB)",
+        "GMACs",
+        "latency (s, median)",
+        "peak memory (MiB)",
+    ]
+    table_rows = [
+        [
+            r["model"],
+            f"{r['size'][0]}×{r['size'][1]}×{r['size'][2]}",
+            _fmt(r.get("parameters"), ","),
+            _fmt(r.get("weights_mb"), ".1f"),
+            _fmt(r.get("gmacs"), ".1f"),
+            _fmt(r.get("latency_s"), ".2f") if "error" not in r else r["error"],
+            _fmt(r.get("peak_memory_mib"), ".0f"),
+        ]
+        for r in rows
+    ]
+    busy = [r for r in rows if r.get("cpu_share", 1.0) < BUSY_CPU_SHARE]
+    if busy:
+        notes_busy = "Other processes competed for the CPU during " + ", ".join(
+            f"{r['model']} at {r['size'][0]}×{r['size'][1]} (CPU share {r['cpu_share']:.2f})" for r in busy
+        )
+        notes_busy += "; their latencies are inflated -- rerun on an idle machine."
+    else:
+        notes_busy = f"Every timed run had the cores to itself (CPU share ≥ {BUSY_CPU_SHARE})."
+    targets_text, targets = _targets_paragraph(rows)
+    notes = (
+        f"Batch 1, eval mode, `torch.inference_mode`, float32, default torch threads; latency is the median of "
+        f"{repeats} timed forward pass(es) after one warm-up pass; peak memory is the growth of peak RSS during "
+        "the warm-up pass over the RSS just before it, each model and size in a fresh process; weights are the "
+        "float32 `state_dict` saved with `torch.save`; GMACs count convolution, transposed-convolution and "
+        "linear layers only (hooks; MACs = output elements × kernel volume × in_channels / groups). "
+        "The nnU-Net-style network takes the 64 frames as input channels and is planned for 256×256 patches "
+        "(the same network runs at both sizes)."
+    )
+    markdown = "\n\n".join([markdown_table(header, table_rows), notes + " " + notes_busy, targets_text])
+    return SectionResult(markdown=markdown, data={"rows": rows, "targets": targets})

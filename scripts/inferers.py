@@ -1,0 +1,41 @@
+"""Sliding-window inference that suits whole HSRS fields of any size."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from monai.inferers import SlidingWindowInferer
+
+
+class FieldSlidingWindowInferer(SlidingWindowInferer):
+    """MONAI ``SlidingWindowInferer`` whose window never exceeds the field (rounded up to ``divisor``).
+
+    MONAI pads an image smaller than the window up to the window. The networks normalise their
+    features over the whole window (instance normalisation), so a small field padded with a large
+    empty margin is segmented badly. Here the window shrinks to the field's size rounded up to the
+    network's total stride, and the little padding that remains is a reflection, not zeros.
+    Fields larger than ``roi_size`` are processed window by window, so memory stays bounded.
+
+    Args:
+        roi_size: largest window (H, W); each must be divisible by ``divisor``.
+        divisor: the network's total spatial stride (16 for the default HybridUNet).
+        kwargs: passed to ``SlidingWindowInferer`` (``sw_batch_size``, ``overlap``, ``mode``,
+            ``sw_device``, ``device`` …); ``padding_mode`` defaults to ``"reflect"``.
+    """
+
+    def __init__(self, roi_size: Sequence[int], divisor: int = 16, **kwargs):
+        kwargs.setdefault("padding_mode", "reflect")
+        if any(int(r) % divisor for r in roi_size):
+            raise ValueError(f"roi_size {list(roi_size)} must be divisible by {divisor} (the network's total stride).")
+        super().__init__(roi_size=roi_size, **kwargs)
+        self.max_roi_size = tuple(int(r) for r in roi_size)
+        self.divisor = int(divisor)
+
+    def __call__(self, inputs: torch.Tensor, network, *args, **kwargs):
+        field = inputs.shape[-len(self.max_roi_size) :]
+        self.roi_size = tuple(
+            min(r, math.ceil(s / self.divisor) * self.divisor) for r, s in zip(self.max_roi_size, field, strict=True)
+        )
+        return super().__call__(inputs, network, *args, **kwargs)

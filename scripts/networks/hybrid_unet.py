@@ -1,0 +1,259 @@
+"""The hybrid-UNet: a 3D spectral–spatial encoder and a 2D decoder for HSRS segmentation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+from monai.networks.blocks import Convolution, UnetBasicBlock, UnetOutBlock, UnetUpBlock
+
+from scripts.networks.blocks import (
+    DEFAULT_ACT,
+    DEFAULT_NORM,
+    AttentionSpectralPooling,
+    MeanSpectralCompression,
+    MeanSpectralPooling,
+    MultiScaleResidualBlock3D,
+    SpectralCompression,
+)
+
+__all__ = ["HybridUNet"]
+
+
+class HybridUNet(nn.Module):
+    """Hybrid UNet: 3D spectral–spatial encoder, spectral pooling on the skips, 2D UNet decoder.
+
+    The spectral stack ``(B, K, H, W)`` becomes a one-channel volume ``(B, 1, K, H, W)``. A spectral
+    stem (a ``stem_spectral_kernel``x3x3 convolution with spectral stride ``stem_spectral_stride``)
+    turns it into ``features[0]`` channels at ``ceil(K / 4)`` spectral positions and full image
+    resolution. Encoder level ``l`` is one 3D block -- the multi-scale residual module
+    (:class:`~scripts.networks.blocks.MultiScaleResidualBlock3D`) or a plain double 3x3x3
+    convolution (MONAI ``UnetBasicBlock``) -- with stride ``(spectral_strides[l], 2, 2)`` for
+    ``l > 0``. Each level but the deepest feeds a skip connection through attention-weighted
+    spectral pooling, which gives a 2D map with ``decoder_features[l]`` channels; the deepest level
+    goes through the spectral compression module, then a 2D bottleneck block. The decoder is a
+    plain 2D UNet decoder (MONAI ``UnetUpBlock``: transposed convolution, concatenation with the
+    skip, two 3x3 convolutions) and a 1x1 output convolution.
+
+    With the defaults, for ``K = 64`` and ``H = W = 512`` (``B`` omitted; for ``K = 50`` the spectral
+    sizes are 13, 7, 4, 4, 4)::
+
+        stage                      3D tensor (C, K, H, W)        2D tensor (C, H, W)
+        input (one channel)        (1, 64, 512, 512)
+        stem                       (8, 16, 512, 512)
+        level 0 ─ attention pool   (8, 16, 512, 512)      ──>    skip 0 (16, 512, 512)
+        level 1 ─ attention pool   (16, 8, 256, 256)      ──>    skip 1 (32, 256, 256)
+        level 2 ─ attention pool   (32, 4, 128, 128)      ──>    skip 2 (64, 128, 128)
+        level 3 ─ attention pool   (64, 4, 64, 64)        ──>    skip 3 (128, 64, 64)
+        level 4 ─ compression      (128, 4, 32, 32)       ──>    (256, 32, 32) ─ 2D bottleneck ─> (256, 32, 32)
+        decoder: up + skip 3 ─> (128, 64, 64); up + skip 2 ─> (64, 128, 128); up + skip 1 ─> (32, 256, 256);
+                 up + skip 0 ─> (16, 512, 512) ─ 1x1 conv ─> logits (3, 512, 512)
+
+    Nothing has a size that depends on ``K``: the same weights run on stacks with any number of
+    frames ``K >= min_spectral_frames`` (odd spectral sizes are rounded up by the strided
+    convolutions). ``H`` and ``W`` must be divisible by ``2 ** (depth - 1)`` (16 by default).
+
+    Ablations are configuration only: ``multiscale_residual=False`` uses plain 3D conv blocks,
+    ``attention_pooling=False`` mean-pools the skips over ``K`` (same linear embedding),
+    ``spectral_compression=False`` averages the deepest level over ``K`` (same 1x1 projection).
+
+    Args:
+        out_channels: number of classes (background, nucleus, lipid droplet).
+        features: 3D feature channels of each encoder level; its length is the depth (>= 2).
+        decoder_features: 2D channels of each level (skip embeddings, decoder blocks; the last is
+            the bottleneck). Defaults to twice ``features``.
+        spectral_strides: spectral stride of each encoder level (level 0 included, normally 1).
+            Defaults to 2 at levels 1 and 2 and 1 elsewhere.
+        stem_spectral_kernel: odd spectral kernel size of the stem convolution.
+        stem_spectral_stride: spectral stride of the stem convolution.
+        spectral_dilations: spectral dilations of the multi-scale branches (one branch each).
+        attention_heads: independent spectral weightings per attention pooling.
+        compression_bins: spectral bins kept by the spectral compression.
+        multiscale_residual: multi-scale residual 3D module (True) or plain 3D conv block (False),
+            for all levels or per level.
+        attention_pooling: attention-weighted (True) or mean (False) spectral pooling on the skips.
+        spectral_compression: learned spectral compression (True) or mean over ``K`` (False) at the
+            deepest level.
+        norm: normalisation type and arguments (MONAI ``Norm`` factory name), 3D and 2D.
+        act: activation type and arguments (MONAI ``Act`` factory name).
+        dropout: dropout probability in the encoder and decoder blocks, ``None`` for none.
+
+    Shape:
+        - input: ``(B, K, H, W)``, ``K >= min_spectral_frames``, ``H, W`` divisible by :attr:`spatial_divisor`
+        - output: ``(B, out_channels, H, W)`` logits
+
+    Example:
+        >>> net = HybridUNet()
+        >>> net(torch.randn(1, 64, 64, 64)).shape
+        torch.Size([1, 3, 64, 64])
+        >>> net(torch.randn(1, 50, 64, 64)).shape  # same weights, another spectral grid
+        torch.Size([1, 3, 64, 64])
+    """
+
+    __constants__ = ["min_spectral_frames", "spatial_divisor", "depth"]
+
+    #: Smallest number of spectral frames the network accepts: the stem's spectral stride of 4 then
+    #: leaves at least 4 positions for the level-0 attention to choose among.
+    min_spectral_frames: int = 16
+
+    def __init__(
+        self,
+        out_channels: int = 3,
+        features: Sequence[int] = (8, 16, 32, 64, 128),
+        decoder_features: Sequence[int] | None = None,
+        spectral_strides: Sequence[int] | None = None,
+        stem_spectral_kernel: int = 7,
+        stem_spectral_stride: int = 4,
+        spectral_dilations: Sequence[int] = (1, 2, 3),
+        attention_heads: int = 2,
+        compression_bins: int = 4,
+        multiscale_residual: bool | Sequence[bool] = True,
+        attention_pooling: bool = True,
+        spectral_compression: bool = True,
+        norm: str | tuple = DEFAULT_NORM,
+        act: str | tuple = DEFAULT_ACT,
+        dropout: float | None = None,
+    ) -> None:
+        super().__init__()
+        features = tuple(int(f) for f in features)
+        depth = len(features)
+        if depth < 2 or min(features) < 1:
+            raise ValueError(f"features must list at least 2 positive channel counts (one per level), got {features}.")
+        decoder_features = tuple(2 * f for f in features) if decoder_features is None else tuple(decoder_features)
+        if len(decoder_features) != depth:
+            raise ValueError(
+                f"decoder_features {decoder_features} must have one entry per level, like features {features}."
+            )
+        if spectral_strides is None:
+            spectral_strides = tuple(2 if level in (1, 2) else 1 for level in range(depth))
+        spectral_strides = tuple(int(s) for s in spectral_strides)
+        if len(spectral_strides) != depth or min(spectral_strides) < 1:
+            raise ValueError(
+                f"spectral_strides {spectral_strides} must give one positive stride per level ({depth} levels)."
+            )
+        if stem_spectral_kernel < 1 or stem_spectral_kernel % 2 == 0 or stem_spectral_stride < 1:
+            raise ValueError(
+                f"stem_spectral_kernel={stem_spectral_kernel} must be odd and positive and "
+                f"stem_spectral_stride={stem_spectral_stride} positive."
+            )
+        msr = (multiscale_residual,) * depth if isinstance(multiscale_residual, bool) else tuple(multiscale_residual)
+        if len(msr) != depth:
+            raise ValueError(f"multiscale_residual {msr} must be one bool or one bool per level ({depth} levels).")
+
+        self.depth = depth
+        self.spatial_divisor = 2 ** (depth - 1)
+        self.features = features
+        self.decoder_features = decoder_features
+        self.spectral_strides = spectral_strides
+        self.multiscale_residual = msr
+        self.attention_pooling = attention_pooling
+        self.spectral_compression = spectral_compression
+
+        self.stem = Convolution(
+            spatial_dims=3,
+            in_channels=1,
+            out_channels=features[0],
+            strides=(stem_spectral_stride, 1, 1),
+            kernel_size=(stem_spectral_kernel, 3, 3),
+            norm=norm,
+            act=act,
+            bias=False,
+        )
+        blocks: list[nn.Module] = []
+        for level in range(depth):
+            in_ch = features[max(level - 1, 0)]
+            stride = (spectral_strides[level], 1, 1) if level == 0 else (spectral_strides[level], 2, 2)
+            if msr[level]:
+                block: nn.Module = MultiScaleResidualBlock3D(
+                    in_ch, features[level], stride, spectral_dilations, norm=norm, act=act, dropout=dropout
+                )
+            else:
+                block = UnetBasicBlock(
+                    3, in_ch, features[level], 3, stride, norm_name=norm, act_name=act, dropout=dropout
+                )
+            blocks.append(block)
+        self.encoder = nn.ModuleList(blocks[:-1])
+        self.deepest = blocks[-1]
+
+        self.skip_pools = nn.ModuleList(
+            AttentionSpectralPooling(features[level], decoder_features[level], heads=attention_heads, act=act)
+            if attention_pooling
+            else MeanSpectralPooling(features[level], decoder_features[level])
+            for level in range(depth - 1)
+        )
+        self.compression: nn.Module = (
+            SpectralCompression(features[-1], decoder_features[-1], bins=compression_bins, norm=norm, act=act)
+            if spectral_compression
+            else MeanSpectralCompression(features[-1], decoder_features[-1], norm=norm, act=act)
+        )
+        self.bottleneck = UnetBasicBlock(
+            2, decoder_features[-1], decoder_features[-1], 3, 1, norm_name=norm, act_name=act, dropout=dropout
+        )
+        # deepest first: up-block i brings level depth-1-i up to level depth-2-i
+        self.decoder = nn.ModuleList(
+            UnetUpBlock(
+                2,
+                decoder_features[level + 1],
+                decoder_features[level],
+                kernel_size=3,
+                stride=1,
+                upsample_kernel_size=2,
+                norm_name=norm,
+                act_name=act,
+                dropout=dropout,
+            )
+            for level in reversed(range(depth - 1))
+        )
+        self.head = UnetOutBlock(2, decoder_features[0], out_channels)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        """He-normal initialisation for leaky-ReLU networks (as nnU-Net and MONAI ``DynUNet``), zero biases."""
+        if isinstance(module, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+            nn.init.kaiming_normal_(module.weight, a=0.01)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is ``(B, K, H, W)`` with enough frames and a divisible size."""
+        if x.dim() != 4:
+            raise ValueError(
+                f"HybridUNet expects a spectral stack of shape (B, K, H, W), got a {x.dim()}-D tensor of shape "
+                f"{list(x.shape)}; add a batch axis (x[None]) to a single (K, H, W) stack."
+            )
+        k, h, w = x.shape[1], x.shape[2], x.shape[3]
+        if k < self.min_spectral_frames:
+            raise ValueError(
+                f"HybridUNet needs at least {self.min_spectral_frames} spectral frames, got K={k} (input shape "
+                f"{list(x.shape)}); resample the stack onto the canonical spectral grid (64 frames) first."
+            )
+        d = self.spatial_divisor
+        if h % d != 0 or w % d != 0:
+            raise ValueError(
+                f"HybridUNet needs H and W divisible by {d} (2**(depth-1), depth={self.depth}), got (H, W) = "
+                f"({h}, {w}); pad the image to ({(h + d - 1) // d * d}, {(w + d - 1) // d * d}) "
+                f"(e.g. monai.transforms.DivisiblePad(k={d})) or use monai.inferers.SlidingWindowInferer "
+                f"with an roi_size divisible by {d}."
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Segment a batch of spectral stacks.
+
+        Args:
+            x: ``(B, K, H, W)`` spectral stacks, frames along ``K`` in ascending wavenumber order.
+
+        Returns:
+            ``(B, out_channels, H, W)`` logits.
+        """
+        self.check_input(x)
+        h = self.stem(x.unsqueeze(1))
+        skips: list[torch.Tensor] = []
+        for block, pool in zip(self.encoder, self.skip_pools):  # noqa: B905 - TorchScript has no zip(strict=)
+            h = block(h)
+            skips.append(pool(h))
+        y = self.bottleneck(self.compression(self.deepest(h)))
+        for i, up in enumerate(self.decoder):
+            y = up(y, skips[len(skips) - 1 - i])
+        return self.head(y)

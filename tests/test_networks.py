@@ -1,0 +1,314 @@
+"""Tests of scripts.networks: the hybrid-UNet, its blocks and the baselines (CPU, small sizes)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from monai.networks.blocks import UnetBasicBlock
+
+from scripts.networks import HybridUNet, NNUNetStyle2D, UNet3DSpectral, plan_nnunet_2d
+from scripts.networks.blocks import (
+    AttentionSpectralPooling,
+    MeanSpectralCompression,
+    MeanSpectralPooling,
+    MultiScaleResidualBlock3D,
+    PointwiseConv3d,
+    SpectralCompression,
+    split_channels,
+)
+
+ABLATIONS = {
+    "default": {},
+    "plain_blocks": {"multiscale_residual": False},
+    "mean_pooling": {"attention_pooling": False},
+    "mean_compression": {"spectral_compression": False},
+}
+SMALL = {"features": (4, 8, 16, 32), "decoder_features": (8, 16, 32, 64)}  # depth 4: H, W divisible by 8
+
+
+def _types(net: torch.nn.Module) -> set[type]:
+    return {type(m) for m in net.modules()}
+
+
+def _n_params(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+# ---------------------------------------------------------------------------------------------- HybridUNet
+
+
+@pytest.mark.parametrize(("k", "h", "w"), [(20, 32, 32), (50, 32, 48), (64, 64, 32)])
+def test_hybrid_output_shape(k, h, w):
+    net = HybridUNet()
+    assert net(torch.randn(2, k, h, w)).shape == (2, 3, h, w)
+
+
+@pytest.mark.parametrize(("k", "h", "w"), [(16, 16, 16), (33, 24, 40)])
+def test_hybrid_output_shape_small_config(k, h, w):
+    net = HybridUNet(out_channels=4, **SMALL)
+    assert net.spatial_divisor == 8
+    assert net(torch.randn(1, k, h, w)).shape == (1, 4, h, w)
+
+
+def test_hybrid_same_weights_run_on_50_and_64_frames():
+    torch.manual_seed(0)
+    net = HybridUNet().eval()
+    image = torch.rand(1, 64, 32, 32)
+    with torch.no_grad():
+        out64 = net(image)
+        out50 = net(torch.nn.functional.interpolate(image[:, None], size=(50, 32, 32), mode="trilinear")[:, 0])
+    assert out64.shape == out50.shape == (1, 3, 32, 32)
+    assert torch.isfinite(out64).all()
+    assert torch.isfinite(out50).all()
+
+
+@pytest.mark.parametrize("name", list(ABLATIONS))
+def test_hybrid_gradient_reaches_every_parameter(name):
+    torch.manual_seed(0)
+    net = HybridUNet(**ABLATIONS[name])
+    out = net(torch.randn(2, 20, 32, 32))
+    (out * torch.randn_like(out)).sum().backward()
+    no_grad = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert no_grad == []
+
+
+def test_hybrid_multiscale_switch():
+    default, plain = HybridUNet(), HybridUNet(multiscale_residual=False)
+    assert sum(isinstance(m, MultiScaleResidualBlock3D) for m in default.modules()) == 5
+    assert MultiScaleResidualBlock3D not in _types(plain)
+    assert all(isinstance(b, UnetBasicBlock) for b in [*plain.encoder, plain.deepest])
+    mixed = HybridUNet(multiscale_residual=(True, False, True, False, False))
+    assert [isinstance(b, MultiScaleResidualBlock3D) for b in [*mixed.encoder, mixed.deepest]] == [
+        True,
+        False,
+        True,
+        False,
+        False,
+    ]
+
+
+def test_hybrid_attention_switch():
+    default, plain = HybridUNet(), HybridUNet(attention_pooling=False)
+    assert all(isinstance(p, AttentionSpectralPooling) for p in default.skip_pools)
+    assert all(isinstance(p, MeanSpectralPooling) for p in plain.skip_pools)
+    assert AttentionSpectralPooling not in _types(plain)
+    assert not any("scorer" in name for name, _ in plain.named_modules())
+    assert _n_params(plain) < _n_params(default)
+
+
+def test_hybrid_compression_switch():
+    default, plain = HybridUNet(), HybridUNet(spectral_compression=False)
+    assert isinstance(default.compression, SpectralCompression)
+    assert isinstance(plain.compression, MeanSpectralCompression)
+    assert SpectralCompression not in _types(plain)
+    assert _n_params(plain) != _n_params(default)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"multiscale_residual": False, "attention_pooling": False}])
+def test_hybrid_scripted_matches_eager(kwargs):
+    torch.manual_seed(0)
+    net = HybridUNet(**kwargs).eval()
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(net), buffer)  # what `monai.bundle ckpt_export` does
+    buffer.seek(0)
+    scripted = torch.jit.load(buffer)
+    for k in (50, 64):
+        x = torch.randn(1, k, 32, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(scripted(x), net(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("shape", "match"),
+    [
+        ((64, 32, 32), r"\(B, K, H, W\).*3-D"),
+        ((1, 1, 64, 32, 32), r"\(B, K, H, W\).*5-D"),
+        ((1, 8, 32, 32), r"at least 16 spectral frames, got K=8"),
+        ((1, 64, 40, 32), r"divisible by 16.*\(40, 32\).*\(48, 32\).*SlidingWindowInferer"),
+        ((1, 64, 32, 20), r"divisible by 16.*\(32, 20\)"),
+    ],
+)
+def test_hybrid_rejects_bad_input(shape, match):
+    with pytest.raises(ValueError, match=match):
+        HybridUNet()(torch.randn(*shape))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"features": (8,)}, "at least 2 positive channel counts"),
+        ({"decoder_features": (16, 32)}, "one entry per level"),
+        ({"spectral_strides": (1, 2)}, "one positive stride per level"),
+        ({"multiscale_residual": (True, False)}, "one bool per level"),
+        ({"stem_spectral_kernel": 6}, "must be odd"),
+        ({"attention_heads": 3}, "multiple of heads=3"),
+    ],
+)
+def test_hybrid_rejects_bad_configuration(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        HybridUNet(**kwargs)
+
+
+def test_hybrid_init_is_deterministic():
+    torch.manual_seed(7)
+    a = HybridUNet().state_dict()
+    torch.manual_seed(7)
+    b = HybridUNet().state_dict()
+    torch.manual_seed(8)
+    c = HybridUNet().state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert not all(torch.equal(a[key], c[key]) for key in a)
+
+
+def test_hybrid_default_size_budget():
+    """The default model's float32 weights stay under 20 MB (the bundle's size target)."""
+    assert 1_000_000 < _n_params(HybridUNet()) < 20e6 / 4
+
+
+# ---------------------------------------------------------------------------------------------- blocks
+
+
+def test_split_channels():
+    assert split_channels(8, 3) == [3, 3, 2]
+    with pytest.raises(ValueError, match="cannot split 2 channels into 3"):
+        split_channels(2, 3)
+
+
+@pytest.mark.parametrize("stride", [1, (2, 2, 2), (1, 2, 2)])
+def test_pointwise_conv_matches_conv3d(stride):
+    torch.manual_seed(0)
+    pointwise = PointwiseConv3d(5, 3, stride=stride)
+    reference = torch.nn.Conv3d(5, 3, kernel_size=1, stride=stride)
+    reference.load_state_dict(pointwise.state_dict())
+    x = torch.randn(2, 5, 7, 6, 6)
+    torch.testing.assert_close(pointwise(x), reference(x))
+
+
+@pytest.mark.parametrize(("k", "expected_k"), [(7, 4), (8, 4), (1, 1)])
+def test_multiscale_block_rounds_odd_spectral_sizes_up(k, expected_k):
+    block = MultiScaleResidualBlock3D(4, 6, stride=2, spectral_dilations=(1, 2, 3))
+    assert block(torch.randn(2, 4, k, 8, 8)).shape == (2, 6, expected_k, 4, 4)
+
+
+def test_multiscale_block_branches_have_the_requested_dilations():
+    block = MultiScaleResidualBlock3D(8, 8, spectral_dilations=(1, 2, 4))
+    assert [b.conv.dilation for b in block.branches] == [(1, 1, 1), (2, 1, 1), (4, 1, 1)]
+    assert [b.conv.out_channels for b in block.branches] == [3, 3, 2]
+    assert isinstance(block.residual, torch.nn.Identity)  # same shape: the input itself is the residual
+    assert not isinstance(MultiScaleResidualBlock3D(8, 8, stride=(1, 2, 2)).residual, torch.nn.Identity)
+
+
+def test_attention_weights_sum_to_one_over_the_spectral_axis():
+    pool = AttentionSpectralPooling(6, 8, heads=2)
+    weights = pool.spectral_weights(torch.randn(2, 6, 9, 4, 4))
+    assert weights.shape == (2, 2, 9, 4, 4)
+    torch.testing.assert_close(weights.sum(dim=2), torch.ones(2, 2, 4, 4))
+
+
+def test_attention_pooling_matches_its_definition():
+    torch.manual_seed(0)
+    pool = AttentionSpectralPooling(6, 8, heads=2)
+    x = torch.randn(2, 6, 9, 4, 4, requires_grad=True)
+    weights = pool.spectral_weights(x)
+    pooled = torch.einsum("bckhw,bnkhw->bnchw", x, weights).flatten(1, 2)  # (B, heads * C, H, W)
+    expected = pool.embed(pooled)
+    out = pool(x)
+    torch.testing.assert_close(out, expected)
+    grad, expected_grad = torch.autograd.grad(out.sum(), x)[0], torch.autograd.grad(expected.sum(), x)[0]
+    torch.testing.assert_close(grad, expected_grad)
+
+
+def test_attention_pooling_with_uniform_scores_is_mean_pooling():
+    torch.manual_seed(0)
+    attention, mean = AttentionSpectralPooling(6, 8, heads=1), MeanSpectralPooling(6, 8)
+    mean.embed.weight.data.copy_(attention.embed.weight.data)
+    x = torch.randn(2, 6, 9, 4, 4)
+    assert not torch.allclose(attention(x), mean(x), atol=1e-4)  # the scorer does weight the positions
+    torch.nn.init.zeros_(attention.scorer[-1].weight)
+    torch.testing.assert_close(attention(x), mean(x))
+
+
+@pytest.mark.parametrize("k", [1, 3, 13])
+def test_spectral_compression_output_does_not_depend_on_k(k):
+    assert SpectralCompression(16, 12, bins=4)(torch.randn(2, 16, k, 4, 4)).shape == (2, 12, 4, 4)
+    assert MeanSpectralCompression(16, 12)(torch.randn(2, 16, k, 4, 4)).shape == (2, 12, 4, 4)
+
+
+# ---------------------------------------------------------------------------------------------- baselines
+
+
+def test_plan_nnunet_2d_square_patch():
+    plan = plan_nnunet_2d((256, 256), (1.0, 1.0))
+    assert plan["strides"] == [[1, 1]] + [[2, 2]] * 6
+    assert plan["kernel_sizes"] == [[3, 3]] * 7
+    assert plan["features"] == [32, 64, 128, 256, 480, 480, 480]
+    assert plan["divisor"] == [64, 64]
+    assert plan["patch_size"] == [256, 256]
+    assert len(plan_nnunet_2d((512, 512))["strides"]) == 8
+
+
+def test_plan_nnunet_2d_rectangular_and_odd_patches():
+    plan = plan_nnunet_2d((128, 384))
+    assert plan["num_pool_per_axis"] == [5, 6]
+    assert plan["strides"][-1] == [1, 2]
+    odd = plan_nnunet_2d((100, 100))  # 100 -> 50 -> 25 -> 12.5 -> 6.25: four halvings
+    assert odd["divisor"] == [16, 16]
+    assert odd["patch_size"] == [112, 112]
+
+
+def test_plan_nnunet_2d_anisotropic_spacing_delays_the_coarse_axis():
+    plan = plan_nnunet_2d((256, 256), (0.25, 1.0))
+    assert plan["strides"][1] == [2, 1]  # only the fine axis is halved first
+    assert plan["kernel_sizes"][0] == [3, 1]  # no 3-tap context across the 4x coarser axis
+    assert plan["strides"][2] == [2, 2]
+
+
+def test_plan_nnunet_2d_rejects_mismatched_spacing():
+    with pytest.raises(ValueError, match="one positive value per axis"):
+        plan_nnunet_2d((256, 256), (1.0,))
+
+
+def test_nnunet_style_contract_and_scripting():
+    torch.manual_seed(0)
+    net = NNUNetStyle2D(in_channels=20, patch_size=(64, 64)).eval()
+    assert net.plan["divisor"] == [16, 16]
+    x = torch.randn(2, 20, 32, 48)
+    with torch.no_grad():
+        out = net(x)
+        assert out.shape == (2, 3, 32, 48)
+        torch.testing.assert_close(torch.jit.script(net)(x), out)
+    with pytest.raises(ValueError, match="K=20"):
+        net(torch.randn(1, 21, 32, 32))
+    with pytest.raises(ValueError, match="divisible by 16"):
+        net(torch.randn(1, 20, 40, 32))
+
+
+def test_nnunet_style_deep_supervision_shapes():
+    net = NNUNetStyle2D(in_channels=20, patch_size=(64, 64), deep_supervision=True)
+    x = torch.randn(2, 20, 32, 32)
+    assert net(x).shape == (2, 1 + 2, 3, 32, 32)  # 4 decoder levels, the two coarsest unsupervised
+    assert net.eval()(x).shape == (2, 3, 32, 32)
+
+
+def test_unet3d_spectral_contract_and_scripting():
+    torch.manual_seed(0)
+    net = UNet3DSpectral(features=(4, 8, 8, 16, 16, 4)).eval()
+    scripted = torch.jit.script(net)
+    with torch.no_grad():
+        for k in (50, 64):
+            x = torch.randn(1, k, 32, 16)
+            out = net(x)
+            assert out.shape == (1, 3, 32, 16)
+            torch.testing.assert_close(scripted(x), out)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        net(torch.randn(1, 64, 24, 16))
+
+
+def test_unet3d_spectral_default_is_a_standard_3d_unet():
+    net = UNet3DSpectral()
+    assert net.unet.conv_0.conv_0.conv.in_channels == 1
+    assert net.unet.down_4.convs.conv_1.conv.out_channels == 256
+    assert net(torch.randn(1, 50, 16, 16)).shape == (1, 3, 16, 16)
