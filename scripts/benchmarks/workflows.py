@@ -36,16 +36,19 @@ def _bundle_run(args: list[str]) -> tuple[float, float, str]:
     return wall, peak, proc.stderr + proc.stdout
 
 
-# runs the bundle in this child and reports its own peak RSS (ru_maxrss is in KiB on Linux)
+# runs the bundle in this child and reports the peak resident memory of its own address space
+# (VmHWM: unlike ru_maxrss, it is not inherited from the parent across fork + exec)
 _CHILD = """
-import json, resource, sys
+import json, sys
 from monai.bundle.scripts import run
 import fire
 sys.argv = ["monai.bundle", "run", *sys.argv[1:]]
 try:
     fire.Fire({"run": run})
 finally:
-    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    with open("/proc/self/status") as f:
+        hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    print(json.dumps({"peak_rss_mib": hwm / 1024}))
 """
 
 
