@@ -8,14 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
+from scripts.transforms import source_name
 from scripts.writer import LABELS
-
-
-def _name(x: Any, fallback: str) -> str:
-    return str(x.meta.get("filename_or_obj", fallback)) if isinstance(x, MetaTensor) else fallback
 
 
 class CheckLabelMapd(MapTransform):
@@ -36,7 +32,7 @@ class CheckLabelMapd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             label = d[key]
-            name = _name(label, str(key))
+            name = source_name(label, str(key))
             values = [int(v) if float(v).is_integer() else v for v in torch.unique(torch.as_tensor(label)).tolist()]
             unknown = [v for v in values if v not in LABELS.values()]
             if unknown:
@@ -49,6 +45,6 @@ class CheckLabelMapd(MapTransform):
                 if tuple(np.shape(label)[-2:]) != tuple(np.shape(image)[-2:]):
                     raise ValueError(
                         f"{name}: label map size {tuple(np.shape(label)[-2:])} differs from its image "
-                        f"{_name(image, self.image_key)} size {tuple(np.shape(image)[-2:])} (H, W)."
+                        f"{source_name(image, self.image_key)} size {tuple(np.shape(image)[-2:])} (H, W)."
                     )
         return d

@@ -20,6 +20,7 @@ import torch
 from monai.data import MetaTensor
 from scipy import ndimage
 
+from scripts.spectral_axis import stack_stem
 from scripts.writer import atomic_path, write_label_map
 
 logger = logging.getLogger(__name__)
@@ -40,15 +41,6 @@ SUMMARY_FIELDS = (
 )
 #: Overlay colours (RGB 0–1): nucleus, lipid droplet, ground-truth outline.
 NUCLEUS_RGB, LIPID_DROPLET_RGB, TRUTH_RGB = (0.1, 0.6, 1.0), (1.0, 0.85, 0.0), (1.0, 0.2, 0.2)
-
-
-def stem_of(path: str | os.PathLike) -> str:
-    """File name without its (double) suffix; the folder name for a folder of TIFF frames."""
-    name = Path(path).name
-    for suffix in (".nii.gz", ".nii", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".npy"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def check_writable(folder: str | os.PathLike) -> Path:
@@ -171,7 +163,7 @@ class SegmentationWriter:
         if not meta.get("filename_or_obj") and isinstance(image, MetaTensor):
             meta = image.meta
         source = str(meta.get("filename_or_obj", f"image_{len(self.rows)}"))
-        stem = stem_of(source)
+        stem = stack_stem(source)
         labels = _as_label_map(pred)
         pixel = meta.get("pixel_size_um")
         pixel = float(pixel) if pixel is not None and np.isfinite(float(pixel)) else None

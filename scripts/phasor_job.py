@@ -41,11 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from scripts.datalist import folder_datalist
-from scripts.outputs import check_writable, stem_of
+from scripts.outputs import check_writable
 from scripts.phasor import PhasorInputError, PhasorParameters, PhasorSegmenter, load_parameters
 from scripts.phasor_plot import plot_phasor_result
 from scripts.reader import read_hsrs, stack_format
-from scripts.spectral_axis import CANONICAL_RANGE
+from scripts.spectral_axis import CANONICAL_RANGE, stack_stem
 from scripts.writer import LABEL_FORMATS, atomic_path, write_label_map
 
 logger = logging.getLogger(__name__)
@@ -128,9 +128,9 @@ class PhasorJob:
                 stack_format(p)  # raises for unsupported suffixes, naming the file
         stems: dict[str, Path] = {}
         for p in self.stacks:
-            other = stems.setdefault(stem_of(p), p)
+            other = stems.setdefault(stack_stem(p), p)
             if other != p:
-                raise ValueError(f"{p} and {other} would both write outputs named {stem_of(p)!r}; rename one.")
+                raise ValueError(f"{p} and {other} would both write outputs named {stack_stem(p)!r}; rename one.")
         unknown = [f for f in label_formats if f not in ("nii.gz", "nii", "tif")]
         if unknown or not label_formats:
             raise ValueError(
@@ -162,7 +162,7 @@ class PhasorJob:
         rows: list[dict[str, Any]] = []
         n = len(self.stacks)
         for i, path in enumerate(self.stacks, start=1):
-            stem = stem_of(path)
+            stem = stack_stem(path)
             t0 = time.perf_counter()
             try:
                 row = self._process(segmenter, path, stem, labels_dir, plots_dir)

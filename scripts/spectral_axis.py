@@ -92,16 +92,31 @@ def assumed_wavenumbers(num_frames: int, wavenumber_range: Sequence[float] = CAN
     return np.linspace(float(wavenumber_range[0]), float(wavenumber_range[1]), num_frames)
 
 
+#: File endings of stacks and label maps, double endings first.
+STACK_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".npy")
+
+
+def stack_stem(path: str | Path) -> str:
+    """File name without its stack ending (``a/cell.nii.gz`` → ``cell``); a folder's name for a folder of frames.
+
+    Examples:
+        >>> stack_stem("a/cell_01.nii.gz"), stack_stem("a/cell_02.tif"), stack_stem("a/cell_03")
+        ('cell_01', 'cell_02', 'cell_03')
+    """
+    name = Path(path).name
+    for suffix in STACK_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def sidecar_path(stack_path: str | Path) -> Path:
     """The sidecar JSON of a stack: ``name.nii.gz`` → ``name.json``; for a folder, ``folder/wavenumbers.json``."""
     p = Path(stack_path)
     if p.is_dir():
         return p / "wavenumbers.json"
-    name = p.name
-    for suffix in (".nii.gz", ".nii", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".npy"):
-        if name.lower().endswith(suffix):
-            return p.with_name(name[: -len(suffix)] + ".json")
-    return p.with_suffix(".json")
+    stem = stack_stem(p)
+    return p.with_name(stem + ".json") if stem != p.name else p.with_suffix(".json")
 
 
 def read_sidecar(stack_path: str | Path) -> tuple[np.ndarray | None, dict]:

@@ -43,11 +43,11 @@ from scripts.spectral_axis import (
 logger = logging.getLogger(__name__)
 
 
-def _source(img: Any) -> str:
-    """The file an image came from, for messages."""
+def source_name(img: Any, fallback: str = "image") -> str:
+    """The file an image came from (``meta["filename_or_obj"]``), for messages; ``fallback`` without one."""
     if isinstance(img, MetaTensor):
-        return str(img.meta.get("filename_or_obj", "image"))
-    return "image"
+        return str(img.meta.get("filename_or_obj", fallback))
+    return fallback
 
 
 def _check_stack(img: torch.Tensor, source: str, min_frames: int = MIN_FRAMES) -> None:
@@ -69,11 +69,11 @@ def stack_wavenumbers(img: Any, assumed_range: Sequence[float] = CANONICAL_RANGE
         wn = assumed_wavenumbers(img.shape[0], assumed_range)
         logger.warning(
             "%s: no wavenumbers in the image metadata; ASSUMING its %d frames span %g–%g cm⁻¹ evenly.",
-            _source(img), img.shape[0], wn[0], wn[-1],
+            source_name(img), img.shape[0], wn[0], wn[-1],
         )  # fmt: skip
         return wn
     wn = wn.detach().cpu().numpy() if isinstance(wn, torch.Tensor) else np.asarray(wn)
-    return validate_wavenumbers(wn.reshape(-1)[: img.shape[0]] if wn.ndim > 1 else wn, img.shape[0], _source(img))
+    return validate_wavenumbers(wn.reshape(-1)[: img.shape[0]] if wn.ndim > 1 else wn, img.shape[0], source_name(img))
 
 
 def _robust_percentiles(img: torch.Tensor, q: Sequence[float], max_samples: int = 2_000_000) -> list[float]:
@@ -135,7 +135,7 @@ class SpectralResample(Transform):
         self.max_extrapolation = float(max_extrapolation)
 
     def __call__(self, img: Any, wavenumbers: Sequence[float] | None = None) -> torch.Tensor:
-        source = _source(img)
+        source = source_name(img)
         img = convert_to_tensor(img, track_meta=get_track_meta(), dtype=torch.float32)
         _check_stack(img, source, self.min_frames)
         wn = (
@@ -215,7 +215,7 @@ class SubtractSpectralBackground(Transform):
         return dim.median(dim=1).values.view(k, 1, 1)
 
     def __call__(self, img: Any) -> torch.Tensor:
-        source = _source(img)
+        source = source_name(img)
         img = convert_to_tensor(img, track_meta=get_track_meta(), dtype=torch.float32)
         _check_stack(img, source)
         return img - self.background(img)
@@ -252,7 +252,7 @@ class NormalizeSpectralIntensity(Transform):
         self.subtract_lower, self.clip, self.clip_range = subtract_lower, clip, tuple(clip_range)
 
     def __call__(self, img: Any) -> torch.Tensor:
-        source = _source(img)
+        source = source_name(img)
         img = convert_to_tensor(img, track_meta=get_track_meta(), dtype=torch.float32)
         _check_stack(img, source)
         lo, hi = _robust_percentiles(img, [self.lower, self.upper])
@@ -274,7 +274,7 @@ class _RandSpectral(RandomizableTransform):
         raise NotImplementedError
 
     def __call__(self, img: Any, randomize: bool = True) -> torch.Tensor:
-        source = _source(img)
+        source = source_name(img)
         img = convert_to_tensor(img, track_meta=get_track_meta(), dtype=torch.float32)
         if randomize:
             self.randomize(img)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from scripts.reader import NIFTI_EXTENSION_CODE, stack_format
-from scripts.spectral_axis import validate_wavenumbers, write_sidecar
+from scripts.spectral_axis import stack_stem, validate_wavenumbers, write_sidecar
 
 #: Class values of a label map.
 LABELS: dict[str, int] = {"background": 0, "nucleus": 1, "lipid_droplet": 2}
@@ -142,9 +142,7 @@ def write_label_map(
         The written paths.
     """
     stem = Path(stem)
-    for suffix in (".nii.gz", ".nii", ".tif", ".tiff"):
-        if stem.name.lower().endswith(suffix):
-            stem = stem.with_name(stem.name[: -len(suffix)])
+    stem = stem.with_name(stack_stem(stem))
     arr = check_label_map(labels, str(stem))
     written = []
     for fmt in formats:
