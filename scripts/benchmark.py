@@ -16,11 +16,14 @@ import os
 import platform
 import re
 import sys
+import time
 from pathlib import Path
 
 from scripts.benchmarks import SECTIONS
 
 RESULTS_MD = Path(__file__).resolve().parent.parent / "docs" / "results.md"
+MODEL_CARD = RESULTS_MD.parent / "README.md"
+QUICK_MD = RESULTS_MD.parent.parent / "outputs" / "benchmark_quick" / "results.md"
 HEADER = """# Benchmark results
 
 Every number below was measured by `python -m scripts.benchmark` on the committed code; each
@@ -81,8 +84,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer repeats (smoke run)")
-    parser.add_argument("--out", type=Path, default=RESULTS_MD, help="Markdown file to update")
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"Markdown file to update (default {RESULTS_MD}; --quick: {QUICK_MD})"
+    )
     args = parser.parse_args(argv)
+    args.out = args.out or (QUICK_MD if args.quick else RESULTS_MD)
+    started = time.perf_counter()
 
     env = environment()
     env["command"] = "python -m scripts.benchmark " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -90,17 +97,23 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.sections:
         module = importlib.import_module(f"scripts.benchmarks.{name}")
         print(f"[benchmark] {name} ...", flush=True)
+        section_started = time.perf_counter()
         result = module.run(quick=args.quick)
+        section_wall = time.perf_counter() - section_started
         block = f"## {module.TITLE}\n\n{_env_line(env)}\n\n{result.markdown.strip()}\n"
         # re-read and write after every section: an interrupted run keeps what it measured, and
         # sections measured by another run meanwhile are kept
         text = update_markdown(args.out.read_text() if args.out.exists() else HEADER, name, block)
         all_data = json.loads(json_path.read_text()) if json_path.exists() else {}
-        all_data[name] = {"environment": env, "quick": args.quick, **result.data}
+        all_data[name] = {"environment": env, "quick": args.quick, "section_wall_s": section_wall, **result.data}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
         json_path.write_text(json.dumps(all_data, indent=2, default=float) + "\n")
+        if result.model_card and not args.quick and args.out.resolve() == RESULTS_MD:
+            card = f"{result.model_card.strip()}\n\n{_env_line(env)}\n"
+            MODEL_CARD.write_text(update_markdown(MODEL_CARD.read_text(), "performance", card))
         print(result.markdown, flush=True)
+    print(f"[benchmark] {', '.join(args.sections)}: {(time.perf_counter() - started) / 60:.1f} min", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SECTIONS = ("simulator", "model_cost", "phasor", "workflows")
+SECTIONS = ("simulator", "model_cost", "phasor", "workflows", "comparison")
 
 
 @dataclass
@@ -19,10 +19,13 @@ class SectionResult:
     Attributes:
         markdown: the section body (tables, notes) without its heading.
         data: the same numbers, machine-readable (JSON-serialisable).
+        model_card: optional summary for the performance block of the model card (``docs/README.md``),
+            written only by a full run into the repository's ``docs/results.md``.
     """
 
     markdown: str
     data: dict = field(default_factory=dict)
+    model_card: str = ""
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

@@ -8,52 +8,21 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from scripts.benchmarks import SectionResult, markdown_table
+from scripts.benchmarks.bundle_runs import REPO, bundle_run
 from scripts.simulate import simulate_dataset, simulate_phantom
 from scripts.writer import write_stack
 
 TITLE = "Workflow speed: inference throughput, memory, training time"
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _bundle_run(args: list[str]) -> tuple[float, float, str]:
-    """Run ``python -m monai.bundle run ARGS``; returns (wall seconds, peak RSS MiB of the child, log)."""
-    cmd = [sys.executable, "-c", _CHILD, *args]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    peak = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_mib"]
-    return wall, peak, proc.stderr + proc.stdout
-
-
-# runs the bundle in this child and reports the peak resident memory of its own address space
-# (VmHWM: unlike ru_maxrss, it is not inherited from the parent across fork + exec)
-_CHILD = """
-import json, sys
-from monai.bundle.scripts import run
-import fire
-sys.argv = ["monai.bundle", "run", *sys.argv[1:]]
-try:
-    fire.Fire({"run": run})
-finally:
-    with open("/proc/self/status") as f:
-        hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
-    print(json.dumps({"peak_rss_mib": hwm / 1024}))
-"""
 
 
 def _inference(folder: Path, out: Path) -> tuple[float, float]:
-    wall, peak, _ = _bundle_run(
+    wall, peak, _ = bundle_run(
         ["--config_file", "configs/inference.yaml", "--dataset_dir", str(folder), "--output_dir", str(out)]
     )
     return wall, peak
@@ -79,7 +48,7 @@ def run(quick: bool) -> SectionResult:
         n_train = 4 if quick else 8
         simulate_dataset(tmp / "train_data", num=n_train + 2, seed=11, height=512, width=512)
         epochs = 2
-        wall, peak, log = _bundle_run(["--config_file", "configs/train.yaml", "--dataset_dir", str(tmp / "train_data"),
+        wall, peak, log = bundle_run(["--config_file", "configs/train.yaml", "--dataset_dir", str(tmp / "train_data"),
                                        "--output_dir", str(tmp / "train_out"), "--ckpt_dir", str(tmp / "models"),
                                        "--max_epochs", str(epochs), "--val_interval", str(epochs)])  # fmt: skip
         times = [
