@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint benchmark demo-data clean-venv
+.PHONY: venv demo test lint benchmark benchmark-quick demo-data clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ lint: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python -m scripts.benchmark
+
+benchmark-quick: $(STAMP)
+	$(BIN)/python -m scripts.benchmark --quick
 
 demo-data: $(STAMP)
 	$(BIN)/python -m scripts.simulate --out docs/demo_data --num 3 --seed 7 --size 128 --dtype uint16 --overwrite

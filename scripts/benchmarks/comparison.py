@@ -310,16 +310,17 @@ def mean_sd(values) -> dict:
 
 
 def seed_average(per_seed: list[dict]) -> dict:
-    """Per image: the mean over seeds of each score (NaN where every seed is NaN)."""
+    """Per image: the mean over the seeds that scored it (the first seed may also cover the sweep), NaN-aware."""
     out: dict = {}
     for stem in per_seed[0]:
+        scored = [s for s in per_seed if stem in s]
         out[stem] = {}
         for ref in per_seed[0][stem]:
             out[stem][ref] = {}
             for cls in CLASSES:
                 out[stem][ref][cls] = {}
                 for metric in per_seed[0][stem][ref][cls]:
-                    vals = [s[stem][ref][cls][metric] for s in per_seed]
+                    vals = [s[stem][ref][cls][metric] for s in scored]
                     vals = [v for v in vals if not math.isnan(v)]
                     out[stem][ref][cls][metric] = float(np.mean(vals)) if vals else math.nan
     return out
@@ -448,6 +449,8 @@ def robustness_plot(levels: dict, path: Path) -> Path:
                 ax.plot([float(x) for x in xs], [by_level[x][cls]["mean"] for x in xs], marker="o", label=label,
                         linestyle="--" if "phasor" in label else "-")  # fmt: skip
             ax.set_xscale("log")
+            ax.set_xticks([float(x) for x in xs], labels=xs)
+            ax.minorticks_off()
             ax.set_xlabel(xlabel)
             ax.set_ylabel(f"Dice, {CLASS_NAMES[cls]}")
             ax.grid(True, alpha=0.3)
@@ -500,19 +503,22 @@ def report(result: dict, plan: Plan, plot_path: Path) -> SectionResult:
                 f"{min(r['epochs_done'] for r in runs)}{'*' if any(r['stopped_by_time_limit'] for r in runs) else ''}"
             )
             train_min = f"{np.mean([r['train_wall_s'] for r in runs]) / 60:.1f}"
+            best_val = ", ".join(
+                f"{r['best_val_mean_dice']:.3f} ({r['best_epoch']})" for r in runs if r["best_val_mean_dice"]
+            )
             c = cost_of(MODEL_BY_KEY[m["model"]], costs)
             cost = [f"{runs[0]['parameters'] / 1e6:.2f} M",
                     f"{c['latency_s']:.2f}" if c.get("latency_s") else "–",
                     f"{c['peak_memory_mib']:.0f}" if c.get("peak_memory_mib") else "–"]  # fmt: skip
         else:
-            epochs, train_min, seed_txt = "–", "–", "–"
+            epochs, train_min, seed_txt, best_val = "–", "–", "–", "–"
             cost = ["–", "see phasor section", "–"]
         rows.append([m["label"], *(_cell(s["gt"][c]["dice"]) for c in CLASSES),
-                     *(_cell(s["gt"][c]["hd95"], 2) for c in CLASSES), *vs_phasor, seed_txt, epochs, train_min, *cost])  # fmt: skip
+                     *(_cell(s["gt"][c]["hd95"], 2) for c in CLASSES), *vs_phasor, seed_txt, epochs, best_val, train_min, *cost])  # fmt: skip
     table_pooled = markdown_table(
         ["method", "Dice nucleus", "Dice lipid droplet", "HD95 nucleus (px)", "HD95 lipid droplet (px)",
          "Dice nucleus vs phasor labels", "Dice LD vs phasor labels", "training seeds (sd of mean)",
-         f"epochs (of {plan.epochs})", "training wall (min)", "parameters", "latency 512²×64 (s)",
+         f"epochs (of {plan.epochs})", "best validation mean Dice (epoch), per seed", "training wall (min)", "parameters", "latency 512²×64 (s)",
          "peak memory 512²×64 (MiB)"], rows)  # fmt: skip
 
     # 3. weak supervision
@@ -554,8 +560,8 @@ def report(result: dict, plan: Plan, plot_path: Path) -> SectionResult:
             }  # fmt: skip
     robustness_tables = []
     for param, values, name in (("snr", plan.snr_levels, "SNR"), ("background", plan.background_levels, "background")):
-        rows = [[label] + [f"{d[f'{v:g}']['nucleus']['mean']:.3f} / {d[f'{v:g}']['lipid_droplet']['mean']:.3f}" for v in values]
-                for label, d in levels[param].items()]  # fmt: skip
+        rows = [[label] + [" / ".join("–" if d[f"{v:g}"][c]["n"] == 0 else f"{d[f'{v:g}'][c]['mean']:.3f}" for c in CLASSES)
+                           for v in values] for label, d in levels[param].items()]  # fmt: skip
         robustness_tables.append(markdown_table([f"Dice nucleus / LD at {name} ="] + [f"{v:g}" for v in values], rows))
     if sweep_methods:
         robustness_plot(levels, plot_path)
@@ -565,6 +571,9 @@ def report(result: dict, plan: Plan, plot_path: Path) -> SectionResult:
     budget = (f"{plan.epochs} epochs of {-(-len(split['training']) // 2)} iterations (2 stacks × 4 patches of "
               f"{plan.patch}×{plan.patch}×64) or {plan.time_limit_s / 60:.0f} min of wall time, whichever ends first")  # fmt: skip
     n_train, n_val, n_test = plan.per_preset
+    all_runs = [r for m in methods.values() for r in m["runs"].values()]
+    train_min = sum(r["train_wall_s"] for r in all_runs) / 60
+    eval_min = sum(r["eval_wall_s"] for r in all_runs) / 60
     max_diff = max(methods[k].get("evaluate_csv_max_diff", 0.0) for k in methods)
     markdown = f"""**Data.** Per preset (easy, default, hard) {n_train + n_val + n_test} simulated stacks of
 {plan.size}×{plan.size}×64 (`python -m scripts.simulate --preset P --seed {DATA_SEED} --size {plan.size}`), by index
@@ -587,7 +596,9 @@ seed stream of the default preset.
 HD95 in pixels (0.25 µm), images where a class was not predicted at all are left out of its HD95. "vs phasor labels"
 scores each method against the tuned phasor's label maps, the protocol of the paper (which had no ground truth);
 on simulated data the ground truth shows how much that protocol rewards agreeing with the phasor's errors.
-Parameters, latency and peak memory per 512×512×64 stack come from the model-cost section (batch 1, CPU).
+Parameters are counted in the trained checkpoints; latency and peak memory per 512×512×64 stack come from the
+model-cost section (batch 1, CPU; its nnU-Net-style network is planned for 256×256 patches, the one trained here
+by `configs/baselines/nnunet_2d.yaml` for 128×128, so its figures are an upper bound for this one).
 The per-image Dice of `configs/evaluate.yaml` (MetricsSaver) and of this script agree within {max_diff:.1e}.
 
 ### Weak supervision: trained on phasor pseudo-labels, scored against ground truth
@@ -606,15 +617,16 @@ model selection also uses them, as a user without annotations would.
 ![Dice vs SNR and vs background]({plot_path.name})
 
 {plan.sweep_repeats} stack(s) per level (`scripts.benchmarks.comparison.sweep_phantoms`, seed {SWEEP_SEED}); all other
-parameters drawn from the default preset. Networks trained on ground truth (seed 0); phasor with fixed (tuned)
+parameters drawn from the default preset; "–": no lipid droplet in the stacks of that level. Networks trained on ground truth (seed 0); phasor with fixed (tuned)
 parameters.
 
 ### Targets
 
 {verdicts}
 
-Whole section: {result["wall_s"] / 60:.0f} min of wall time (runs already done by an interrupted earlier run are
-reused and not counted). Work files, logs and trained weights: `outputs/benchmark{"_quick" if plan is QUICK else ""}/`.
+Compute behind these tables: {train_min:.0f} min of training and {eval_min:.0f} min of evaluation (the sum of the
+runs' wall times on this machine), plus the data, phasor and scoring steps; this rendering of the section took
+{result["wall_s"] / 60:.0f} min (finished runs are reused). Work files, logs and trained weights: `outputs/benchmark{"_quick" if plan is QUICK else ""}/`.
 """
     card_rows = []
     for k in gt_rows + weak_rows:
@@ -671,7 +683,10 @@ def targets(summary: dict, methods: dict, costs: dict, test_stems: list[str]) ->
         lowers_score = [CLASS_NAMES[cls] for cls in CLASSES if d[cls] < -noise[cls]]
         raises_cost = [name for name, f in (("parameters", "parameters"), ("GMACs", "gmacs"))
                        if c.get(f) and default_cost.get(f) and c[f] > default_cost[f] * 1.01]  # fmt: skip
+        raises_score = [CLASS_NAMES[cls] for cls in CLASSES if d[cls] > noise[cls]]
         effects = []
+        if raises_score:
+            effects.append("removing the module **raises** the Dice on " + " and ".join(raises_score))
         if lowers_score:
             effects.append("removing the module lowers the Dice on " + " and ".join(lowers_score))
         if raises_cost:

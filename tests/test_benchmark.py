@@ -1,0 +1,189 @@
+"""The comparison benchmark's building blocks: scores, the training time budget, the robustness sweep,
+the target verdicts, and one miniature end-to-end run through the bundle's configs."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from scripts.benchmarks import comparison
+from scripts.metrics import segmentation_scores
+from scripts.time_limit import TrainingTimeLimit
+
+# ----------------------------------------------------------------------------------- scores
+
+
+def test_scores_of_identical_and_shifted_maps():
+    truth = np.zeros((40, 40), np.uint8)
+    truth[5:15, 5:15] = 1
+    truth[30:33, 30:33] = 2
+    same = segmentation_scores(truth, truth)
+    assert same["nucleus"] == {"dice": 1.0, "hd95": 0.0}
+    assert same["lipid_droplet"] == {"dice": 1.0, "hd95": 0.0}
+
+    shifted = np.zeros_like(truth)
+    shifted[5:15, 7:17] = 1  # 10×10 square moved by 2 pixels: overlap 80 of 100
+    shifted[30:33, 30:33] = 2
+    scores = segmentation_scores(shifted, truth)
+    assert scores["nucleus"]["dice"] == pytest.approx(2 * 80 / 200)
+    assert scores["nucleus"]["hd95"] == pytest.approx(2.0)
+
+
+def test_scores_of_missing_classes():
+    truth = np.zeros((20, 20), np.uint8)
+    truth[2:6, 2:6] = 1
+    truth[10:12, 10:12] = 2
+    no_droplets = truth.copy()
+    no_droplets[no_droplets == 2] = 0
+    missed = segmentation_scores(no_droplets, truth)["lipid_droplet"]
+    assert missed["dice"] == 0.0 and math.isnan(missed["hd95"])  # present but not predicted
+    absent = segmentation_scores(truth, no_droplets)["lipid_droplet"]
+    assert math.isnan(absent["dice"])  # not in the reference: left out of means, as in evaluate.yaml
+    with pytest.raises(ValueError, match="same size"):
+        segmentation_scores(truth, truth[:10])
+
+
+def test_mean_sd_ignores_nan():
+    assert comparison.mean_sd([1.0, math.nan, 0.0]) == {"mean": 0.5, "sd": 0.5, "n": 2}
+    assert comparison.mean_sd([math.nan])["n"] == 0
+
+
+# ----------------------------------------------------------------------------------- time budget
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def _train(monkeypatch, limit_s, max_epochs=10, epoch_s=10.0, val_interval=3):
+    from ignite.engine import Engine
+
+    clock = _Clock()
+    monkeypatch.setattr("scripts.time_limit.time.monotonic", clock)
+    validated = []
+
+    def step(engine, batch):
+        clock.now += epoch_s  # one iteration per epoch
+
+    trainer = Engine(step)
+    validator = type("Validator", (), {"run": lambda self, epoch: validated.append(epoch)})()
+    handler = TrainingTimeLimit(limit_s, validator=validator, val_interval=val_interval)
+    handler.attach(trainer)
+    trainer.run([0], max_epochs=max_epochs)
+    return trainer.state.epoch, handler.stopped_at, validated
+
+
+def test_time_limit_stops_after_the_last_epoch_that_fits(monkeypatch):
+    epoch, stopped, validated = _train(monkeypatch, limit_s=45)
+    assert (epoch, stopped) == (4, 4)  # a 5th epoch would end at 50 s > 45 s
+    assert validated == [4]  # epoch 4 is off the validation interval (3): validated before stopping
+
+
+def test_time_limit_does_not_revalidate_or_stop_early(monkeypatch):
+    epoch, stopped, validated = _train(monkeypatch, limit_s=35)
+    assert (epoch, stopped, validated) == (3, 3, [])  # epoch 3 was validated by the regular interval
+    epoch, stopped, _ = _train(monkeypatch, limit_s=1000)
+    assert (epoch, stopped) == (10, None)
+
+
+def test_time_limit_rejects_a_useless_budget():
+    with pytest.raises(ValueError, match="time_limit_s"):
+        TrainingTimeLimit(0)
+
+
+# ----------------------------------------------------------------------------------- sweep
+
+
+def test_sweep_pins_one_parameter_per_phantom():
+    plan = replace(comparison.QUICK, size=48, snr_levels=(4.0, 30.0), background_levels=(0.1, 1.0), sweep_repeats=1)
+    sweep = comparison.sweep_phantoms(plan)
+    assert [(name, level) for _, name, level, _ in sweep] == [
+        ("snr", 4.0), ("snr", 30.0), ("background", 0.1), ("background", 1.0)
+    ]  # fmt: skip
+    snr = {level: ph.params["snr"] for _, name, level, ph in sweep if name == "snr"}
+    assert snr == {4.0: 4.0, 30.0: 30.0}
+    background = {level: ph.params["background"] for _, name, level, ph in sweep if name == "background"}
+    assert 0.1 <= background[0.1] < background[1.0]  # field mean: the pinned centre level times the vignetting
+    assert len({stem for stem, *_ in sweep}) == len(sweep)
+    again = comparison.sweep_phantoms(plan)
+    assert all(np.array_equal(a[3].stack, b[3].stack) for a, b in zip(sweep, again, strict=True))
+
+
+# ----------------------------------------------------------------------------------- verdicts
+
+
+def _summary(nucleus, droplet):
+    cell = {"dice": {"mean": 0.0}, "hd95": {"mean": 0.0}}
+    out = {"nucleus": json.loads(json.dumps(cell)), "lipid_droplet": json.loads(json.dumps(cell))}
+    out["nucleus"]["dice"]["mean"], out["lipid_droplet"]["dice"]["mean"] = nucleus, droplet
+    return {"all": {"gt": out}}
+
+
+def _one_seed(value):
+    return {"s": {"gt": {c: {"dice": value, "hd95": 1.0} for c in comparison.CLASSES}}}
+
+
+def test_targets_report_an_ablation_that_earns_nothing():
+    summary = {
+        "hybrid_gt": _summary(0.95, 0.90),
+        "nnunet_2d_gt": _summary(0.96, 0.80),
+        "hybrid_mean_pooling_gt": _summary(0.95, 0.90),  # same score, same cost
+        "hybrid_no_multiscale_gt": _summary(0.95, 0.85),  # lower LD Dice
+    }
+    methods = {k: {"label": k, "seeds": {0: _one_seed(0.9)}} for k in summary}
+    costs = {
+        ("hybrid", "{}"): {"parameters": 100, "gmacs": 10.0, "latency_s": 1.0},
+        ("hybrid", '{"attention_pooling": false}'): {"parameters": 100, "gmacs": 10.0, "latency_s": 1.0},
+        ("hybrid", '{"multiscale_residual": false}'): {"parameters": 120, "gmacs": 15.0, "latency_s": 1.0},
+    }
+    text = comparison.targets(summary, methods, costs, ["s"])
+    lines = {line.split(":")[0]: line for line in text.splitlines()}
+    assert "**not met**: nnunet_2d_gt" in text  # the nnU-Net-style network is ahead on nuclei
+    assert "lipid droplet (Dice 0.900): **met**" in text
+    pooling = lines["- HybridUNet − attention pooling (mean)"]
+    assert "**neither**" in pooling
+    multiscale = lines["- HybridUNet − multi-scale residual (plain 3D blocks)"]
+    assert "lowers the Dice on lipid droplet" in multiscale and "raises the parameters and GMACs" in multiscale
+
+
+# ----------------------------------------------------------------------------------- end to end
+
+
+def test_miniature_benchmark_through_the_bundle_configs(tmp_path):
+    """Data, phasor labels, training on truth and on pseudo-labels, evaluation, scores, tables and plot."""
+    plan = replace(comparison.QUICK, size=64, per_preset=(1, 1, 1), models=("hybrid",),
+                   snr_levels=(10.0,), background_levels=(0.2,), time_limit_s=300)  # fmt: skip
+    result = comparison.run(plan=plan, work=tmp_path / "work", plot_path=tmp_path / "robustness.png")
+    summary = result.data["summary"]
+    assert set(summary) == {"hybrid_gt", "hybrid_phasor", "phasor_tuned", "phasor_untuned"}
+    # the tuned phasor on these easy-to-default fields is a usable segmentation; scores are real numbers
+    assert summary["phasor_tuned"]["all"]["gt"]["nucleus"]["dice"]["mean"] > 0.5
+    run = result.data["runs"]["hybrid_gt"][0]
+    assert run["epochs_done"] == 1 and run["parameters"] == 2324623
+    assert (tmp_path / "robustness.png").stat().st_size > 10_000
+    assert "| HybridUNet (default) |" in result.markdown and "agree within" in result.markdown
+    assert "HybridUNet (default) (trained on phasor pseudo-labels)" in result.model_card
+    # a second run reuses every finished run instead of training again
+    again = comparison.run(plan=plan, work=tmp_path / "work", plot_path=tmp_path / "robustness.png")
+    assert again.data["runs"] == result.data["runs"]
+
+
+def test_seed_average_over_the_seeds_that_scored_an_image():
+    def scores(value):
+        return {"gt": {c: {"dice": value, "hd95": 2 * value} for c in comparison.CLASSES}}
+
+    seed0 = {"test_a": scores(0.8), "sweep_b": scores(0.4)}  # the first seed is also run on the sweep
+    seed1 = {"test_a": scores(0.6)}
+    seed2 = {"test_a": scores(math.nan)}  # a class not in the reference: NaN, left out
+    mean = comparison.seed_average([seed0, seed1, seed2])
+    assert mean["test_a"]["gt"]["nucleus"]["dice"] == pytest.approx(0.7)
+    assert mean["test_a"]["gt"]["lipid_droplet"]["hd95"] == pytest.approx(1.4)
+    assert mean["sweep_b"]["gt"]["nucleus"]["dice"] == pytest.approx(0.4)
