@@ -7,6 +7,7 @@ of ``docs/results.md`` (other sections are kept as they were) and into ``docs/re
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 SECTIONS = ("simulator", "model_cost", "phasor", "workflows", "comparison")
@@ -33,3 +34,13 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def mean_sd(values) -> dict:
+    """``{"mean", "sd", "n"}`` of the defined values (None and NaN left out; NaNs and n = 0 when none is)."""
+    import numpy as np
+
+    v = [x for x in values if x is not None and not math.isnan(x)]
+    if not v:
+        return {"mean": math.nan, "sd": math.nan, "n": 0}
+    return {"mean": float(np.mean(v)), "sd": float(np.std(v)), "n": len(v)}

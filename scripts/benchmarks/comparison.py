@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.benchmarks import SectionResult, markdown_table
+from scripts.benchmarks import SectionResult, markdown_table, mean_sd
 from scripts.benchmarks.bundle_runs import REPO, bundle_run, config_files
 
 TITLE = "Segmentation accuracy: hybrid-UNet vs ablations vs nnU-Net-style vs 3D-UNet vs optimized phasor"
@@ -201,8 +201,18 @@ def run_phasor(work: Path, data: dict, name: str, parameters_file: Path) -> dict
                         "--output_dir", str(target), "--parameters_file", str(parameters_file), "--plots", "false",
                         "--label_formats", "['nii.gz']"], log_file=target.parent / f"{folder}.log")  # fmt: skip
             _write_json(target / "done.json", {"plan": data["plan"]})
-        out.update({p.name[: -len(".nii.gz")]: p for p in (target / "labels").glob("*.nii.gz")})
+        out.update(label_maps(target / "labels"))
     return out
+
+
+def label_maps(folder: Path) -> dict[str, Path]:
+    """``{stem: path}`` of the NIfTI label maps in ``folder``."""
+    return {p.name[: -len(".nii.gz")]: p for p in folder.glob("*.nii.gz")}
+
+
+def run_dir(work: Path, model: Model, supervision: str, seed: int) -> Path:
+    """Folder of one training run (train/, models/, eval/, logs, done.json)."""
+    return work / "runs" / f"{model.key}_{supervision}_s{seed}"
 
 
 def _epochs_done(log: str) -> int:
@@ -213,25 +223,25 @@ def _epochs_done(log: str) -> int:
 def train_and_evaluate(work: Path, plan: Plan, model: Model, supervision: str, seed: int,
                        datalist: Path, eval_split: str) -> dict:  # fmt: skip
     """Train one network with configs/train.yaml and score it with configs/evaluate.yaml (once per plan)."""
-    run_dir = work / "runs" / f"{model.key}_{supervision}_s{seed}"
+    folder = run_dir(work, model, supervision, seed)
     key = {"plan": asdict(plan), "model": model.key, "supervision": supervision, "seed": seed, "split": eval_split}
-    if record := _done(run_dir / "done.json", key):
+    if record := _done(folder / "done.json", key):
         return record
-    shutil.rmtree(run_dir, ignore_errors=True)
-    common = ["--datalist_file", str(datalist), "--ckpt_dir", str(run_dir / "models"), "--seed", str(seed),
+    shutil.rmtree(folder, ignore_errors=True)
+    common = ["--datalist_file", str(datalist), "--ckpt_dir", str(folder / "models"), "--seed", str(seed),
               "--val_roi_size", f"[{plan.size},{plan.size}]"]  # fmt: skip
     train_args = ["--config_file", config_files("configs/train.yaml", model.override), "--output_dir",
-                  str(run_dir / "train"), "--max_epochs", str(plan.epochs), "--val_interval", str(plan.val_interval),
+                  str(folder / "train"), "--max_epochs", str(plan.epochs), "--val_interval", str(plan.val_interval),
                   "--patch_size", f"[{plan.patch},{plan.patch}]", "--time_limit_s", str(plan.time_limit_s), *common]  # fmt: skip
-    print(f"[comparison] training {run_dir.name} ...", flush=True)
-    wall, peak, log = bundle_run(train_args, log_file=run_dir / "train.log")
+    print(f"[comparison] training {folder.name} ...", flush=True)
+    wall, peak, log = bundle_run(train_args, log_file=folder / "train.log")
     best = re.findall(r"Key metric: val_mean_dice best value: ([\d.]+) at epoch: (\d+)", log)
     eval_args = ["--config_file", config_files("configs/train.yaml", model.override, "configs/evaluate.yaml"),
-                 "--output_dir", str(run_dir / "eval"), "--eval_split", eval_split, "--label_formats", "['nii.gz']",
+                 "--output_dir", str(folder / "eval"), "--eval_split", eval_split, "--label_formats", "['nii.gz']",
                  "--overlays", "false", *common]  # fmt: skip
-    eval_wall, _, _ = bundle_run(eval_args, log_file=run_dir / "evaluate.log")
+    eval_wall, _, _ = bundle_run(eval_args, log_file=folder / "evaluate.log")
     record = {
-        "parameters": checkpoint_parameters(run_dir / "models"),
+        "parameters": checkpoint_parameters(folder / "models"),
         "plan": key,
         "train_wall_s": wall,
         "train_peak_rss_mib": peak,
@@ -241,7 +251,7 @@ def train_and_evaluate(work: Path, plan: Plan, model: Model, supervision: str, s
         "best_epoch": int(best[-1][1]) if best else None,
         "eval_wall_s": eval_wall,
     }
-    _write_json(run_dir / "done.json", record)
+    _write_json(folder / "done.json", record)
     return record
 
 
@@ -255,21 +265,14 @@ def checkpoint_parameters(folder: Path) -> int:
     return int(sum(v.numel() for k, v in state.items() if v.is_floating_point() and "running_" not in k))
 
 
-def predictions(work: Path, model: Model, supervision: str, seed: int) -> dict[str, Path]:
-    folder = work / "runs" / f"{model.key}_{supervision}_s{seed}" / "eval" / "overlays"
-    return {p.name[: -len(".nii.gz")]: p for p in folder.glob("*.nii.gz")}
-
-
 def evaluate_csv(work: Path, model: Model, supervision: str, seed: int) -> dict[str, dict[str, float]]:
     """Per-image Dice written by configs/evaluate.yaml (MetricsSaver): {stem: {class: dice}}."""
     from scripts.spectral_axis import stack_stem
 
-    path = work / "runs" / f"{model.key}_{supervision}_s{seed}" / "eval" / "val_mean_dice_raw.csv"
+    path = run_dir(work, model, supervision, seed) / "eval" / "val_mean_dice_raw.csv"
     out = {}
     with open(path) as f:
-        delimiter = "\t" if "\t" in f.readline() else ","
-        f.seek(0)
-        for row in csv.DictReader(f, delimiter=delimiter):
+        for row in csv.DictReader(f):  # MetricsSaver's default delimiter
             out[stack_stem(Path(row["filename"]).name)] = {
                 "nucleus": float(row["class0"]),
                 "lipid_droplet": float(row["class1"]),
@@ -286,8 +289,11 @@ def read_labels(path: Path) -> np.ndarray:
     return read_hsrs(path)[0][0]
 
 
-def score_method(maps: dict[str, Path], stems: list[str], truth: dict[str, Path], phasor: dict[str, Path]) -> dict:
-    """{stem: {"gt": {class: {dice, hd95}}, "phasor": {class: {dice, hd95}}}} for the given stems."""
+def score_method(maps: dict[str, Path], stems: list[str], references: dict[str, dict[str, np.ndarray]]) -> dict:
+    """{stem: {"gt": {class: {dice, hd95}}, "phasor": {class: {dice, hd95}}}} for the given stems.
+
+    ``references``: ``{"gt": {stem: truth}, "phasor": {stem: tuned-phasor labels}}``, read once by the caller.
+    """
     from scripts.metrics import segmentation_scores
 
     out = {}
@@ -296,17 +302,10 @@ def score_method(maps: dict[str, Path], stems: list[str], truth: dict[str, Path]
             raise FileNotFoundError(f"no label map for {stem} among the method's outputs ({len(maps)} maps).")
         pred = read_labels(maps[stem])
         out[stem] = {
-            "gt": segmentation_scores(pred, read_labels(truth[stem])),
-            "phasor": segmentation_scores(pred, read_labels(phasor[stem]), hd95=False),
+            "gt": segmentation_scores(pred, references["gt"][stem]),
+            "phasor": segmentation_scores(pred, references["phasor"][stem], hd95=False),
         }
     return out
-
-
-def mean_sd(values) -> dict:
-    v = [x for x in values if x is not None and not math.isnan(x)]
-    if not v:
-        return {"mean": math.nan, "sd": math.nan, "n": 0}
-    return {"mean": float(np.mean(v)), "sd": float(np.std(v)), "n": len(v)}
 
 
 def seed_average(per_seed: list[dict]) -> dict:
@@ -380,10 +379,14 @@ def measure(plan: Plan, work: Path) -> dict:
         "phasor": write_datalist(work / "datalist_phasor.json", lists, lambda s: image_path(root, data, s), tuned.get),
     }
     eval_stems = split["test"] + split["sweep"]
+    references = {
+        "gt": {s: read_labels(truth[s]) for s in eval_stems},
+        "phasor": {s: read_labels(tuned[s]) for s in eval_stems},
+    }
     methods: dict = {}
     for name, maps in phasor_maps.items():
         methods[name] = {"label": PHASOR_METHODS[name], "kind": "phasor", "supervision": None,
-                         "seeds": {0: score_method(maps, eval_stems, truth, tuned)}, "runs": {}}  # fmt: skip
+                         "seeds": {0: score_method(maps, eval_stems, references)}, "runs": {}}  # fmt: skip
     for supervision in ("gt", "phasor") if plan.weak_supervision else ("gt",):
         for key in plan.models:
             model = MODEL_BY_KEY[key]
@@ -395,7 +398,8 @@ def measure(plan: Plan, work: Path) -> dict:
                 record = train_and_evaluate(work, plan, model, supervision, seed, datalists[supervision],
                                             "test_and_sweep" if with_sweep else "test")  # fmt: skip
                 stems = eval_stems if with_sweep else split["test"]
-                scores = score_method(predictions(work, model, supervision, seed), stems, truth, tuned)
+                predicted = label_maps(run_dir(work, model, supervision, seed) / "eval" / "overlays")
+                scores = score_method(predicted, stems, references)
                 # evaluate.yaml scored against the training datalist's kind of labels (truth or pseudo-labels)
                 for stem, by_class in evaluate_csv(work, model, supervision, seed).items():
                     for cls, value in by_class.items():
@@ -668,6 +672,7 @@ def targets(summary: dict, methods: dict, costs: dict, test_stems: list[str]) ->
                      f"(Dice {hyb[cls]['dice']['mean']:.3f}): {verdict}.")  # fmt: skip
     default_cost = cost_of(MODEL_BY_KEY["hybrid"], costs)
     seed_sd = _seed_sd(methods["hybrid_gt"], test_stems)
+    noise = {cls: 0.0 if math.isnan(v) else v for cls, v in seed_sd.items()}
     for key in ("hybrid_no_multiscale", "hybrid_mean_pooling", "hybrid_plain_compression"):
         k = f"{key}_gt"
         if k not in summary:
@@ -679,7 +684,6 @@ def targets(summary: dict, methods: dict, costs: dict, test_stems: list[str]) ->
             if c.get(field_) and default_cost.get(field_):
                 rel = c[field_] / default_cost[field_] - 1
                 cost_txt.append(f"{name} {rel:+.0%}")
-        noise = {cls: 0.0 if math.isnan(v) else v for cls, v in seed_sd.items()}
         lowers_score = [CLASS_NAMES[cls] for cls in CLASSES if d[cls] < -noise[cls]]
         raises_cost = [name for name, f in (("parameters", "parameters"), ("GMACs", "gmacs"))
                        if c.get(f) and default_cost.get(f) and c[f] > default_cost[f] * 1.01]  # fmt: skip

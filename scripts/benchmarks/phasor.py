@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.benchmarks import SectionResult, markdown_table
+from scripts.benchmarks import SectionResult, markdown_table, mean_sd
 
 TITLE = "Optimized phasor: Dice vs simulator ground truth, and time per stack"
 
@@ -45,13 +45,6 @@ def _test_set(preset: str, num: int, size: int) -> list:
     ]
 
 
-def _summary(values: list[float]) -> tuple[float, float, int]:
-    defined = [v for v in values if not math.isnan(v)]
-    if not defined:
-        return math.nan, math.nan, 0
-    return float(np.mean(defined)), float(np.std(defined)), len(defined)
-
-
 def accuracy(num: int, size: int) -> dict:
     """Dice per preset, class and parameter set (mean, sd, number of stacks with the class)."""
     from scripts.phasor import PhasorParameters, PhasorSegmenter, load_parameters
@@ -65,10 +58,7 @@ def accuracy(num: int, size: int) -> dict:
         for name, params in parameter_sets.items():
             segmenter = PhasorSegmenter(params)
             scores = [dice_per_class(segmenter.segment(ph.stack, ph.wavenumbers).labels, ph.labels) for ph in phantoms]
-            out[preset][name] = {
-                cls: dict(zip(("mean", "sd", "n"), _summary([s[cls] for s in scores]), strict=True))
-                for cls in ("nucleus", "lipid_droplet")
-            }
+            out[preset][name] = {cls: mean_sd(s[cls] for s in scores) for cls in ("nucleus", "lipid_droplet")}
             out[preset][name]["per_stack"] = scores
     return out
 
