@@ -1,20 +1,24 @@
 """HSRS sub-cellular segmentation bundle: the Python package referenced from ``configs/``.
 
-Modules (one concept each):
+Subpackages follow the data flow, from a stack on disk to label maps and tables
+(``docs/architecture.md`` draws it):
 
-- :mod:`scripts.spectral_axis` -- the canonical wavenumber grid and wavenumber-axis checks.
-- :mod:`scripts.raman_spectra` -- reference C–H Raman spectra (lipid, protein, DNA, water).
-- :mod:`scripts.reader` -- :class:`~scripts.reader.HSRSReader`, a MONAI ``ImageReader`` for HSRS stacks.
-- :mod:`scripts.writer` -- writing HSRS stacks and label maps (NIfTI, TIFF, NumPy).
-- :mod:`scripts.transforms` -- spectral transforms and augmentations (array + dictionary versions).
-- :mod:`scripts.simulate` -- HSRS phantom simulator with exact ground truth.
-- :mod:`scripts.phasor` -- the optimized spectral phasor segmenter (parameters, segmenter, CLI);
-  :mod:`scripts.phasor_fit` (parameter search), :mod:`scripts.phasor_job` (folder runs, pseudo-labels),
-  :mod:`scripts.phasor_plot`, :mod:`scripts.phasor_background`, :mod:`scripts.phasor_compat` (phasorpy 0.7/0.8).
-- :mod:`scripts.networks` -- the hybrid-UNet and the baselines.
-- :mod:`scripts.datalist`, :mod:`scripts.checks`, :mod:`scripts.metrics`, :mod:`scripts.checkpoints`,
-  :mod:`scripts.outputs` -- pieces the workflow configs wire together.
-- :mod:`scripts.benchmark` -- the benchmark that writes ``docs/results.md``.
+- :mod:`scripts.spectra` -- the spectral axis and its chemistry: canonical wavenumber grid, axis
+  checks, reference C–H Raman spectra. No file I/O.
+- :mod:`scripts.io` -- files: HSRS readers (a MONAI ``ImageReader``), writers of stacks and label
+  maps, wavenumber sidecars, datalists, overlay pictures.
+- :mod:`scripts.transforms` -- MONAI transforms on stacks: spectral resampling, background,
+  normalisation, augmentations (array + dictionary versions), label-map checks.
+- :mod:`scripts.networks` -- the hybrid-UNet, its blocks, and the baselines (pure ``nn.Module``).
+- :mod:`scripts.engine` -- what the workflow configs plug into MONAI's engines: checkpoints,
+  time limit, sliding-window inferer, metric helpers, the segmentation writer handler.
+- :mod:`scripts.phasor` -- the optimized spectral phasor: parameters, cursors, segmenter,
+  background, fit, folder job, plot (``python -m scripts.phasor``).
+- :mod:`scripts.simulation` -- the HSRS phantom simulator with exact ground truth.
+- :mod:`scripts.benchmarks` -- the sections of ``docs/results.md``.
+
+Entry modules: ``python -m scripts.simulate`` (phantoms), ``python -m scripts.benchmark``
+(tables), ``python -m scripts.phasor`` (phasor fit / segment).
 """
 
 __version__ = "0.1.0"

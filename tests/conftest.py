@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts.simulate import simulate_dataset, simulate_phantom
+from scripts.simulation.dataset import simulate_dataset
+from scripts.simulation.phantom import simulate_phantom
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

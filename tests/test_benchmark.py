@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from scripts.benchmarks import comparison
-from scripts.metrics import segmentation_scores
-from scripts.time_limit import TrainingTimeLimit
+from scripts.engine.metrics import segmentation_scores
+from scripts.engine.time_limit import TrainingTimeLimit
 
 # ----------------------------------------------------------------------------------- scores
 
@@ -68,7 +68,7 @@ def _train(monkeypatch, limit_s, max_epochs=10, epoch_s=10.0, val_interval=3):
     from ignite.engine import Engine
 
     clock = _Clock()
-    monkeypatch.setattr("scripts.time_limit.time.monotonic", clock)
+    monkeypatch.setattr("scripts.engine.time_limit.time.monotonic", clock)
     validated = []
 
     def step(engine, batch):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scripts.inferers import FieldSlidingWindowInferer
+from scripts.engine.inferers import FieldSlidingWindowInferer
 
 
 class Recorder(torch.nn.Module):

@@ -16,21 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scripts import phasor_compat
-from scripts.phasor import (
-    DEFAULT_PARAMETERS_FILE,
-    PhasorInputError,
-    PhasorParameters,
-    PhasorSegmenter,
-    load_parameters,
-    reference_phasors,
-)
-from scripts.phasor_background import cell_free_mask, subtract_background_surface
-from scripts.phasor_fit import FitCase, dice_per_class, fit_command, fit_parameters, mean_dice
-from scripts.phasor_job import PhasorJob, PhasorJobError, pseudo_label_datalist
-from scripts.reader import read_hsrs
-from scripts.simulate import PRESETS, simulate_phantom
-from scripts.writer import write_label_map, write_stack
+from scripts.io.reader import read_hsrs
+from scripts.io.writer import write_label_map, write_stack
+from scripts.phasor import compat as phasor_compat
+from scripts.phasor.background import cell_free_mask, subtract_background_surface
+from scripts.phasor.cursors import reference_phasors
+from scripts.phasor.fit import FitCase, dice_per_class, fit_command, fit_parameters, mean_dice
+from scripts.phasor.job import PhasorJob, PhasorJobError, pseudo_label_datalist
+from scripts.phasor.parameters import DEFAULT_PARAMETERS_FILE, PhasorInputError, PhasorParameters, load_parameters
+from scripts.phasor.segmenter import PhasorSegmenter
+from scripts.simulation.phantom import PRESETS, simulate_phantom
 
 REPO = Path(__file__).resolve().parent.parent
 #: Lowest Dice the tuned parameters must reach on the small phantoms below. Measured with the shipped
@@ -132,10 +127,10 @@ def test_compat_falls_back_to_phasorpy_phasor_of_07(monkeypatch):
 
 
 def test_segmenter_uses_the_shim():
-    import scripts.phasor
+    from scripts.phasor import segmenter
 
-    assert scripts.phasor.phasor_filter_median is phasor_compat.phasor_filter_median
-    assert scripts.phasor.phasor_threshold is phasor_compat.phasor_threshold
+    assert segmenter.phasor_filter_median is phasor_compat.phasor_filter_median
+    assert segmenter.phasor_threshold is phasor_compat.phasor_threshold
 
 
 # --------------------------------------------------------------------------------------------- accuracy

@@ -12,8 +12,9 @@ import tifffile
 from monai.data import MetaTensor
 from monai.transforms import LoadImaged
 
-from scripts.reader import HSRSInputError, HSRSReader, read_hsrs
-from scripts.writer import write_label_map, write_stack
+from scripts.io.formats import HSRSInputError
+from scripts.io.reader import HSRSReader, read_hsrs
+from scripts.io.writer import write_label_map, write_stack
 
 
 @pytest.mark.parametrize("suffix", ["nii.gz", "nii", "tif", "npy"])
@@ -45,7 +46,7 @@ def test_integer_and_float_inputs_become_float32(tmp_path, stack_and_wavenumbers
 
 
 def test_load_image_d_with_reader_gives_metatensor(sim_dir):
-    loader = LoadImaged(keys=["image", "label"], reader="scripts.reader.HSRSReader", image_only=True)
+    loader = LoadImaged(keys=["image", "label"], reader="scripts.io.reader.HSRSReader", image_only=True)
     datalist = json.loads((sim_dir / "datalist.json").read_text())
     item = datalist["training"][0]
     data = loader({k: str(sim_dir / v) for k, v in item.items()})
@@ -169,7 +170,7 @@ def test_truncated_file_names_file(tmp_path, stack_and_wavenumbers, suffix):
 def test_garbage_gzip_is_reported_not_silently_read_by_another_reader(tmp_path):
     path = tmp_path / "g.nii.gz"
     path.write_bytes(gzip.compress(b"not a nifti file at all" * 20))
-    loader = LoadImaged(keys="image", reader="scripts.reader.HSRSReader", image_only=True)
+    loader = LoadImaged(keys="image", reader="scripts.io.reader.HSRSReader", image_only=True)
     with pytest.raises(Exception, match=r"g\.nii\.gz: cannot read this nifti file"):
         loader({"image": str(path)})
 

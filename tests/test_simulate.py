@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from scripts.raman_spectra import raman_spectrum
-from scripts.reader import read_hsrs
-from scripts.simulate import PRESETS, main, simulate_phantom
+from scripts.io.reader import read_hsrs
+from scripts.simulate import main
+from scripts.simulation.phantom import PRESETS, simulate_phantom
+from scripts.spectra.reference import raman_spectrum
 
 WN = np.linspace(2800, 3050, 64)
 

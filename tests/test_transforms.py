@@ -9,21 +9,23 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from scripts.spectral_axis import CANONICAL_WAVENUMBERS
-from scripts.transforms import (
+from scripts.spectra.axis import CANONICAL_WAVENUMBERS
+from scripts.transforms.array import (
     NormalizeSpectralIntensity,
-    NormalizeSpectralIntensityd,
     RandSpectralGainDrift,
-    RandSpectralGainDriftd,
     RandSpectralNoise,
-    RandSpectralNoised,
     RandSpectralOffset,
-    RandSpectralOffsetd,
     RandSpectralShift,
-    RandSpectralShiftd,
     SpectralResample,
-    SpectralResampled,
     SubtractSpectralBackground,
+)
+from scripts.transforms.dictionary import (
+    NormalizeSpectralIntensityd,
+    RandSpectralGainDriftd,
+    RandSpectralNoised,
+    RandSpectralOffsetd,
+    RandSpectralShiftd,
+    SpectralResampled,
     SubtractSpectralBackgroundd,
 )
 

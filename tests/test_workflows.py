@@ -17,8 +17,8 @@ import torch
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
-from scripts.reader import read_hsrs
-from scripts.writer import write_label_map
+from scripts.io.reader import read_hsrs
+from scripts.io.writer import write_label_map
 from tests.conftest import REPO, SHARED
 
 CONFIGS = REPO / "configs"
@@ -201,8 +201,8 @@ def test_bad_label_map_fails_while_caching(sim_dir, tmp_path, problem):
 
 
 def test_stack_with_too_few_frames_is_refused(trained, tmp_path):
-    from scripts.simulate import simulate_phantom
-    from scripts.writer import write_stack
+    from scripts.io.writer import write_stack
+    from scripts.simulation.phantom import simulate_phantom
 
     ph = simulate_phantom(0, 32, 32, wavenumbers=np.linspace(2800, 3050, 10))
     (tmp_path / "in").mkdir()
@@ -269,7 +269,7 @@ def test_ckpt_export_gives_a_loadable_torchscript_model(trained, tmp_path):
 
 
 def test_multi_process_training_with_torchrun_on_cpu(tmp_path):
-    from scripts.simulate import simulate_dataset
+    from scripts.simulation.dataset import simulate_dataset
 
     data = tmp_path / "data"
     simulate_dataset(data, num=10, seed=5, height=64, width=64)  # 2 validation stacks: one per rank

@@ -16,7 +16,7 @@ What it does, all through the bundle's own configs (``python -m monai.bundle run
    fits, validated), once on ground truth and once on the tuned-phasor pseudo-labels (validated on
    pseudo-labels too: a user without annotations has no other). The best checkpoint by validation
    Dice is scored by ``configs/evaluate.yaml`` on the test stacks (and the sweep).
-4. **Scoring.** Every method's label maps are scored with :func:`scripts.metrics.segmentation_scores`
+4. **Scoring.** Every method's label maps are scored with :func:`scripts.engine.metrics.segmentation_scores`
    (the MONAI definitions ``evaluate.yaml`` uses; the two are compared and the largest difference
    reported) against the ground truth and against the tuned-phasor labels.
 
@@ -124,8 +124,8 @@ def _done(path: Path, plan_key: dict):
 
 def sweep_phantoms(plan: Plan) -> list[tuple[str, str, float, object]]:
     """(stem, varied parameter, level, Phantom) of the robustness sweep: default preset, one parameter pinned."""
-    from scripts.simulate import PRESETS as SIM_PRESETS
-    from scripts.simulate import simulate_phantom
+    from scripts.simulation.phantom import PRESETS as SIM_PRESETS
+    from scripts.simulation.phantom import simulate_phantom
 
     base = SIM_PRESETS["default"]
     out = []
@@ -141,8 +141,8 @@ def sweep_phantoms(plan: Plan) -> list[tuple[str, str, float, object]]:
 
 def build_data(root: Path, plan: Plan) -> dict:
     """Simulate the benchmark data under ``root`` (once per plan); returns the data record."""
-    from scripts.simulate import simulate_dataset
-    from scripts.writer import write_label_map, write_stack
+    from scripts.io.writer import write_label_map, write_stack
+    from scripts.simulation.dataset import simulate_dataset
 
     key = {"size": plan.size, "per_preset": list(plan.per_preset), "seed": DATA_SEED,
            "snr": list(plan.snr_levels), "background": list(plan.background_levels), "repeats": plan.sweep_repeats}  # fmt: skip
@@ -267,7 +267,7 @@ def checkpoint_parameters(folder: Path) -> int:
 
 def evaluate_csv(work: Path, model: Model, supervision: str, seed: int) -> dict[str, dict[str, float]]:
     """Per-image Dice written by configs/evaluate.yaml (MetricsSaver): {stem: {class: dice}}."""
-    from scripts.spectral_axis import stack_stem
+    from scripts.io.formats import stack_stem
 
     path = run_dir(work, model, supervision, seed) / "eval" / "val_mean_dice_raw.csv"
     out = {}
@@ -284,7 +284,7 @@ def evaluate_csv(work: Path, model: Model, supervision: str, seed: int) -> dict[
 
 
 def read_labels(path: Path) -> np.ndarray:
-    from scripts.reader import read_hsrs
+    from scripts.io.reader import read_hsrs
 
     return read_hsrs(path)[0][0]
 
@@ -294,7 +294,7 @@ def score_method(maps: dict[str, Path], stems: list[str], references: dict[str, 
 
     ``references``: ``{"gt": {stem: truth}, "phasor": {stem: tuned-phasor labels}}``, read once by the caller.
     """
-    from scripts.metrics import segmentation_scores
+    from scripts.engine.metrics import segmentation_scores
 
     out = {}
     for stem in stems:
@@ -357,7 +357,7 @@ def cost_of(model: Model, costs: dict) -> dict:
 
 def measure(plan: Plan, work: Path) -> dict:
     """Run everything (skipping what is done) and return per-method per-image scores and run records."""
-    from scripts.phasor import PhasorParameters
+    from scripts.phasor.parameters import PhasorParameters
 
     t0 = time.perf_counter()
     work = Path(work).resolve()  # the datalists hold absolute paths
@@ -366,7 +366,9 @@ def measure(plan: Plan, work: Path) -> dict:
     split = data["split"]
     truth = {s: truth_path(root, data, s) for s in data["stems"]}
     untuned_file = work / "phasor_untuned.yaml"
-    PhasorParameters().save(untuned_file, header="untuned: the class defaults of scripts.phasor.PhasorParameters")
+    PhasorParameters().save(
+        untuned_file, header="untuned: the class defaults of scripts.phasor.parameters.PhasorParameters"
+    )
     phasor_maps = {
         "phasor_tuned": run_phasor(work, data, "tuned", REPO / "configs" / "phasor_parameters.yaml"),
         "phasor_untuned": run_phasor(work, data, "untuned", untuned_file),
@@ -441,7 +443,7 @@ def robustness_plot(levels: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from scripts.writer import atomic_path
+    from scripts.io.writer import atomic_path
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharey=True)
     for col, (param, xlabel) in enumerate((("snr", "SNR (cytoplasm protein peak / noise sd)"),

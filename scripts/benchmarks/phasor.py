@@ -5,12 +5,12 @@ saw (``numpy.random.default_rng([TEST_SEED, preset index, i])``; the shipped par
 fitted on ``python -m scripts.simulate ... --seed 0``, a different seed stream), 8 stacks of
 256×256×64 (``--quick``: 2 of 128×128). Each stack is segmented with the tuned parameters
 (``configs/phasor_parameters.yaml``) and with the untuned class defaults of
-:class:`~scripts.phasor.PhasorParameters`; the table gives the mean ± sd over stacks of the
-Dice per class (:func:`scripts.phasor_fit.dice_per_class`; a stack without droplets in either map
+:class:`~scripts.phasor.parameters.PhasorParameters`; the table gives the mean ± sd over stacks of the
+Dice per class (:func:`scripts.phasor.fit.dice_per_class`; a stack without droplets in either map
 is left out of the droplet mean, one with predicted droplets but none true scores 0).
 
 Speed: one 512×512×64 float32 stack written as ``.nii.gz``, ``.tif`` and ``.npy``; end to end =
-read from disk (:func:`~scripts.reader.read_hsrs`) + segment + write the label map as NIfTI and
+read from disk (:func:`~scripts.io.reader.read_hsrs`) + segment + write the label map as NIfTI and
 TIFF; the phasor plot PNG is timed separately. Best of 5 runs (``--quick``: 1) per step — the machine is
 shared, and the fastest run is the one least disturbed by other jobs — with the median end to end beside it.
 """
@@ -37,7 +37,7 @@ TARGET_SECONDS = 0.5
 
 
 def _test_set(preset: str, num: int, size: int) -> list:
-    from scripts.simulate import simulate_phantom
+    from scripts.simulation.phantom import simulate_phantom
 
     index = PRESETS.index(preset)
     return [
@@ -47,8 +47,9 @@ def _test_set(preset: str, num: int, size: int) -> list:
 
 def accuracy(num: int, size: int) -> dict:
     """Dice per preset, class and parameter set (mean, sd, number of stacks with the class)."""
-    from scripts.phasor import PhasorParameters, PhasorSegmenter, load_parameters
-    from scripts.phasor_fit import dice_per_class
+    from scripts.phasor.fit import dice_per_class
+    from scripts.phasor.parameters import PhasorParameters, load_parameters
+    from scripts.phasor.segmenter import PhasorSegmenter
 
     parameter_sets = {"untuned": PhasorParameters(), "tuned": load_parameters()}
     out: dict = {}
@@ -65,11 +66,12 @@ def accuracy(num: int, size: int) -> dict:
 
 def timing(repeats: int) -> dict:
     """Seconds per 512×512×64 stack: read, segment, write labels, plot; per file format."""
-    from scripts.phasor import PhasorSegmenter, load_parameters
-    from scripts.phasor_plot import plot_phasor_result
-    from scripts.reader import read_hsrs
-    from scripts.simulate import simulate_phantom
-    from scripts.writer import write_label_map, write_stack
+    from scripts.io.reader import read_hsrs
+    from scripts.io.writer import write_label_map, write_stack
+    from scripts.phasor.parameters import load_parameters
+    from scripts.phasor.plot import plot_phasor_result
+    from scripts.phasor.segmenter import PhasorSegmenter
+    from scripts.simulation.phantom import simulate_phantom
 
     phantom = simulate_phantom(np.random.default_rng([TEST_SEED, 99]), 512, 512)
     segmenter = PhasorSegmenter(load_parameters())

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from scripts.benchmarks import SectionResult, markdown_table
-from scripts.simulate import PRESETS, simulate_phantom, to_uint16
-from scripts.writer import write_label_map, write_stack
+from scripts.io.writer import write_label_map, write_stack
+from scripts.simulation.phantom import PRESETS, simulate_phantom, to_uint16
 
 TITLE = "Phantom simulator speed"
 TARGET_SECONDS = 2.0

@@ -15,8 +15,9 @@ import numpy as np
 
 from scripts.benchmarks import SectionResult, markdown_table
 from scripts.benchmarks.bundle_runs import REPO, bundle_run
-from scripts.simulate import simulate_dataset, simulate_phantom
-from scripts.writer import write_stack
+from scripts.io.writer import write_stack
+from scripts.simulation.dataset import simulate_dataset
+from scripts.simulation.phantom import simulate_phantom
 
 TITLE = "Workflow speed: inference throughput, memory, training time"
 

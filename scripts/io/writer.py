@@ -1,4 +1,4 @@
-"""Writing HSRS stacks and label maps so that :mod:`scripts.reader` reads them back exactly.
+"""Writing HSRS stacks and label maps so that :mod:`scripts.io.reader` reads them back exactly.
 
 - Stacks (K, H, W) go to NIfTI (array (X=W, Y=H, Z=K), wavenumbers in a JSON header extension,
   pixel size in ``pixdim``), multi-page TIFF (wavenumbers in the JSON image description) or
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.reader import NIFTI_EXTENSION_CODE, stack_format
-from scripts.spectral_axis import stack_stem, validate_wavenumbers, write_sidecar
+from scripts.io.formats import NIFTI_EXTENSION_CODE, stack_format, stack_stem
+from scripts.io.sidecar import write_sidecar
+from scripts.spectra.axis import validate_wavenumbers
 
 #: Class values of a label map.
 LABELS: dict[str, int] = {"background": 0, "nucleus": 1, "lipid_droplet": 2}
@@ -159,3 +160,27 @@ def write_label_map(
                 _nifti_image(np.ascontiguousarray(arr.T), pixel_size_um, {"labels": LABELS}).to_filename(str(tmp))
         written.append(out)
     return written
+
+
+def check_writable(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and check files can be written there, before any work.
+
+    Raises NotADirectoryError when the path is a file and PermissionError when the folder cannot be
+    created or written, both naming the folder.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(
+            f"output_dir {folder}: the output path exists and is not a folder; choose another --output_dir."
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write_test_", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise PermissionError(
+            f"output_dir {folder} is not writable: cannot create or write to the output folder ({e.strerror or e}); "
+            "choose another --output_dir."
+        ) from e
+    return folder

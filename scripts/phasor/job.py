@@ -4,7 +4,7 @@
 
     python -m monai.bundle run --config_file configs/phasor.yaml --dataset_dir D --output_dir O
 
-``D`` is a folder whose entries are stacks in any format :func:`scripts.reader.read_hsrs` reads
+``D`` is a folder whose entries are stacks in any format :func:`scripts.io.reader.read_hsrs` reads
 (``.nii``/``.nii.gz``, ``.tif``/``.tiff``, ``.npy`` with its sidecar, or a sub-folder of
 single-page TIFF frames); sidecar ``.json`` files and anything else are ignored. For a folder
 made by ``python -m scripts.simulate`` pass ``D/images``. ``O`` receives::
@@ -40,13 +40,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scripts.datalist import folder_datalist
-from scripts.outputs import check_writable
-from scripts.phasor import PhasorInputError, PhasorParameters, PhasorSegmenter, load_parameters
-from scripts.phasor_plot import plot_phasor_result
-from scripts.reader import read_hsrs, stack_format
-from scripts.spectral_axis import CANONICAL_RANGE, stack_stem
-from scripts.writer import LABEL_FORMATS, atomic_path, write_label_map
+from scripts.io.datalist import folder_datalist
+from scripts.io.formats import stack_format, stack_stem
+from scripts.io.reader import read_hsrs
+from scripts.io.writer import LABEL_FORMATS, atomic_path, check_writable, write_label_map
+from scripts.phasor.parameters import PhasorInputError, PhasorParameters, load_parameters
+from scripts.phasor.plot import plot_phasor_result
+from scripts.phasor.segmenter import PhasorSegmenter
+from scripts.spectra.axis import CANONICAL_RANGE
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class PhasorJobError(RuntimeError):
 
 
 class PhasorJob:
-    """Segment every stack of a folder with :class:`~scripts.phasor.PhasorSegmenter` (see the module docstring).
+    """Segment every stack of a folder with :class:`~scripts.phasor.segmenter.PhasorSegmenter` (see the module docstring).
 
     Parameters
     ----------
@@ -85,7 +86,7 @@ class PhasorJob:
     assumed_wavenumber_range : (float, float)
         Wavenumbers assumed (logged) for stacks that store none.
     nan_policy : str
-        ``"repair"`` or ``"raise"`` for NaN/Inf in stacks (see :func:`scripts.reader.read_hsrs`).
+        ``"repair"`` or ``"raise"`` for NaN/Inf in stacks (see :func:`scripts.io.reader.read_hsrs`).
     validation_fraction : float
         Share of the stacks listed under ``validation`` in ``datalist.json`` (0 lists all under ``training``).
 
@@ -156,7 +157,7 @@ class PhasorJob:
             plots_dir.mkdir(exist_ok=True)
         self.parameters.save(
             self.output_dir / PARAMETERS_NAME,
-            header="Parameters used by scripts.phasor_job.PhasorJob for the label maps in labels/.",
+            header="Parameters used by scripts.phasor.job.PhasorJob for the label maps in labels/.",
         )
         segmenter = PhasorSegmenter(self.parameters)
         rows: list[dict[str, Any]] = []

@@ -16,8 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from phasorpy.plot import PhasorPlot
 
-from scripts.phasor import PhasorResult
-from scripts.writer import atomic_path
+from scripts.io.writer import atomic_path
+from scripts.phasor.segmenter import PhasorResult
 
 #: Cursor colours (matplotlib names).
 CURSOR_COLOURS = {"cytoplasm": "tab:green", "nucleus": "tab:blue", "lipid": "tab:orange"}
@@ -29,7 +29,7 @@ def plot_phasor_result(result: PhasorResult, path: str | Path, title: str = "", 
     Parameters
     ----------
     result : PhasorResult
-        From :meth:`scripts.phasor.PhasorSegmenter.segment`.
+        From :meth:`scripts.phasor.segmenter.PhasorSegmenter.segment`.
     path : str or Path
         Output ``.png``; its folder must exist.
     title : str
@@ -44,8 +44,8 @@ def plot_phasor_result(result: PhasorResult, path: str | Path, title: str = "", 
     Examples
     --------
     >>> import tempfile
-    >>> from scripts.phasor import PhasorSegmenter
-    >>> from scripts.simulate import simulate_phantom
+    >>> from scripts.phasor.segmenter import PhasorSegmenter
+    >>> from scripts.simulation.phantom import simulate_phantom
     >>> ph = simulate_phantom(0, 64, 64)
     >>> res = PhasorSegmenter().segment(ph.stack, ph.wavenumbers)
     >>> with tempfile.TemporaryDirectory() as d:

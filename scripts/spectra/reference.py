@@ -8,7 +8,7 @@ intensity near ~2960 relative to 2930; water contributes the rising low-wavenumb
 O–H band above ~3050. The instrument's spectral resolution (~25 cm⁻¹ FWHM for spectral focusing)
 is applied analytically as a Gaussian, so a band becomes a Voigt profile.
 
-These spectra feed the phantom simulator (:mod:`scripts.simulate`) and give the phasor method
+These spectra feed the phantom simulator (:mod:`scripts.simulation`) and give the phasor method
 (:mod:`scripts.phasor`) reference positions for its cursors.
 """
 

@@ -1,6 +1,6 @@
 """A smooth background surface per frame, fitted to the cell-free pixels of an HSRS stack and subtracted.
 
-:class:`~scripts.transforms.SubtractSpectralBackground` removes one background *spectrum* for the
+:class:`~scripts.transforms.array.SubtractSpectralBackground` removes one background *spectrum* for the
 whole field. The non-Raman background (cross-phase modulation, two-photon absorption) also varies
 *across* the field — strongest towards the corners, where the focus degrades — and a residual that
 grows towards the corners pulls the phasors of the cells there towards the background's phase (the

@@ -10,8 +10,8 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
-from scripts.transforms import source_name
-from scripts.writer import LABELS
+from scripts.io.writer import LABELS
+from scripts.transforms.array import source_name
 
 
 class CheckLabelMapd(MapTransform):

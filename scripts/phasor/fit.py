@@ -1,4 +1,4 @@
-"""Tuning :class:`~scripts.phasor.PhasorParameters` on labelled stacks: the "optimized" in optimized phasor.
+"""Tuning :class:`~scripts.phasor.parameters.PhasorParameters` on labelled stacks: the "optimized" in optimized phasor.
 
 ``python -m scripts.phasor fit --datalist D/datalist.json --split training --out P.yaml --seed 0``
 searches the parameters that maximise the mean Dice of nucleus and lipid droplets
@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from scripts.phasor import PhasorCoordinates, PhasorParameters, PhasorSegmenter
-from scripts.reader import read_hsrs
+from scripts.io.reader import read_hsrs
+from scripts.phasor.parameters import PhasorParameters
+from scripts.phasor.segmenter import PhasorCoordinates, PhasorSegmenter
 
 logger = logging.getLogger(__name__)
 
@@ -371,13 +372,13 @@ def fit_command(
     command = "python -m scripts.phasor " + " ".join(argv if argv is not None else sys.argv[1:])
     simulated = simulation_command(datalist)
     header = (
-        "Phasor segmentation parameters (scripts.phasor.PhasorParameters), tuned by\n"
+        "Phasor segmentation parameters (scripts.phasor.parameters.PhasorParameters), tuned by\n"
         + (f"  {simulated}\n" if simulated else "")
         + f"  {command}\n"
         f"on {len(cases)} labelled stacks ({datalist}, section {split!r}): mean Dice of nucleus and lipid droplets\n"
         f"{result.score['mean']:.4f} (nucleus {result.score['nucleus']:.4f}, lipid droplets "
         f"{result.score['lipid_droplet']:.4f}) vs {result.start_score['mean']:.4f} for the start parameters;\n"
-        f"{len(result.history)} parameter sets in {result.seconds:.0f} s. See scripts/phasor_fit.py for the search."
+        f"{len(result.history)} parameter sets in {result.seconds:.0f} s. See scripts/phasor/fit.py for the search."
     )
     extra = {
         "fit": {

@@ -4,7 +4,7 @@ phasorpy 0.7 (the last release for Python 3.11) defines :func:`phasor_filter_med
 :func:`phasor_threshold` in ``phasorpy.phasor``; 0.8 moved them to ``phasorpy.filter``. Import
 them from here::
 
-    from scripts.phasor_compat import phasor_filter_median, phasor_threshold
+    from scripts.phasor.compat import phasor_filter_median, phasor_threshold
 
 Everything else the bundle uses (``phasorpy.phasor.phasor_from_signal`` and
 ``phasor_transform``, ``phasorpy.cluster``, ``phasorpy.component``, ``phasorpy.cursor``,

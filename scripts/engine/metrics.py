@@ -18,7 +18,7 @@ def select_class(class_index: int, pred_key: str = "pred", label_key: str = "lab
         val_dice_nucleus:
           _target_: MeanDice
           include_background: true
-          output_transform: $scripts.metrics.select_class(1)
+          output_transform: $scripts.engine.metrics.select_class(1)
 
     Args:
         class_index: channel to keep (1 nucleus, 2 lipid droplet).

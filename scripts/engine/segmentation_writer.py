@@ -8,11 +8,8 @@ pre/post-processing itself, does not write files on the server.
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,10 +17,12 @@ import torch
 from monai.data import MetaTensor
 from scipy import ndimage
 
-from scripts.spectral_axis import stack_stem
-from scripts.writer import atomic_path, write_label_map
+from scripts.io.formats import stack_stem
+from scripts.io.overlay import overlay_rgb, save_png
+from scripts.io.writer import atomic_path, check_writable, write_label_map
 
 logger = logging.getLogger(__name__)
+
 
 SUMMARY_FIELDS = (
     "stem",
@@ -39,32 +38,6 @@ SUMMARY_FIELDS = (
     "nucleus_area_um2",
     "lipid_droplet_area_um2",
 )
-#: Overlay colours (RGB 0–1): nucleus, lipid droplet, ground-truth outline.
-NUCLEUS_RGB, LIPID_DROPLET_RGB, TRUTH_RGB = (0.1, 0.6, 1.0), (1.0, 0.85, 0.0), (1.0, 0.2, 0.2)
-
-
-def check_writable(folder: str | os.PathLike) -> Path:
-    """Create ``folder`` if needed and check files can be written there, before any work.
-
-    Raises NotADirectoryError when the path is a file and PermissionError when the folder cannot be
-    created or written, both naming the folder.
-    """
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(
-            f"output_dir {folder}: the output path exists and is not a folder; choose another --output_dir."
-        )
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write_test_", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise PermissionError(
-            f"output_dir {folder} is not writable: cannot create or write to the output folder ({e.strerror or e}); "
-            "choose another --output_dir."
-        ) from e
-    return folder
 
 
 def label_statistics(labels: np.ndarray) -> dict[str, float]:
@@ -80,35 +53,6 @@ def label_statistics(labels: np.ndarray) -> dict[str, float]:
         "lipid_droplet_count": int(n_ld),
         "lipid_droplet_mean_diameter_px": round(float(np.mean(2 * np.sqrt(sizes / np.pi))), 3) if n_ld else 0.0,
     }
-
-
-def overlay_rgb(
-    stack: np.ndarray, labels: np.ndarray, truth: np.ndarray | None = None, alpha: float = 0.45
-) -> np.ndarray:
-    """RGB overlay (H, W, 3) in [0, 1]: the mean image in grey, nuclei blue, lipid droplets yellow, truth outlined red."""
-    from skimage.segmentation import find_boundaries
-
-    grey = np.asarray(stack, np.float32).mean(0)
-    lo, hi = np.percentile(grey, [1, 99.5])
-    grey = np.clip((grey - lo) / max(hi - lo, 1e-6), 0, 1)
-    rgb = np.repeat(grey[..., None], 3, axis=-1)
-    for value, colour in ((1, NUCLEUS_RGB), (2, LIPID_DROPLET_RGB)):
-        mask = labels == value
-        rgb[mask] = (1 - alpha) * rgb[mask] + alpha * np.asarray(colour)
-    if truth is not None:
-        rgb[find_boundaries(truth, mode="inner") & (truth > 0)] = TRUTH_RGB
-    return rgb
-
-
-def save_png(path: str | os.PathLike, rgb: np.ndarray) -> Path:
-    """Write an RGB float image as PNG, atomically."""
-    import matplotlib.image
-
-    buffer = io.BytesIO()
-    matplotlib.image.imsave(buffer, np.clip(rgb, 0, 1), format="png")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buffer.getvalue())
-    return Path(path)
 
 
 def _as_label_map(pred: Any) -> np.ndarray:

@@ -18,7 +18,7 @@ folder                   one single-page TIFF per frame, in natural name order  
 The result is channel-first: a stack is (K, H, W) float32 with ``meta["wavenumbers"]`` in
 ascending order (stacks stored in descending order are flipped); a 2-D file (a label map) is
 (1, H, W) in its stored dtype. uint8, uint16 and float inputs are accepted; intensities are not
-rescaled (see :mod:`scripts.transforms` for normalisation).
+rescaled (see :mod:`scripts.transforms.array` for normalisation).
 
 A stack without any wavenumber information gets evenly spaced wavenumbers over
 ``assumed_wavenumber_range`` and a logged warning that names the file — never silently.
@@ -44,37 +44,11 @@ import numpy as np
 from monai.data import ImageReader
 from monai.utils import ensure_tuple
 
-from scripts.spectral_axis import CANONICAL_RANGE, assumed_wavenumbers, read_sidecar, validate_wavenumbers
+from scripts.io.formats import NIFTI_EXTENSION_CODE, TIFF_SUFFIXES, HSRSInputError, stack_format
+from scripts.io.sidecar import read_sidecar
+from scripts.spectra.axis import CANONICAL_RANGE, assumed_wavenumbers, validate_wavenumbers
 
 logger = logging.getLogger(__name__)
-
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-TIFF_SUFFIXES = (".tif", ".tiff")
-NUMPY_SUFFIXES = (".npy",)
-#: NIfTI header-extension code used for the JSON metadata (6 = "comment").
-NIFTI_EXTENSION_CODE = 6
-
-
-class HSRSInputError(ValueError):
-    """An HSRS stack or label map that cannot be used; the message names the file and the problem."""
-
-
-def stack_format(path: str | Path) -> str:
-    """``"nifti"``, ``"tiff"``, ``"tiff_folder"`` or ``"numpy"`` from the path; raises for anything else."""
-    p = Path(path)
-    if p.is_dir():
-        return "tiff_folder"
-    name = p.name.lower()
-    if name.endswith(NIFTI_SUFFIXES):
-        return "nifti"
-    if name.endswith(TIFF_SUFFIXES):
-        return "tiff"
-    if name.endswith(NUMPY_SUFFIXES):
-        return "numpy"
-    raise HSRSInputError(
-        f"{p}: unsupported file type; HSRS stacks are read from .nii/.nii.gz, .tif/.tiff, .npy or a folder of "
-        "single-page TIFF frames."
-    )
 
 
 def _natural_key(path: Path) -> list:
@@ -263,7 +237,7 @@ class HSRSReader(ImageReader):
 
         - _target_: LoadImaged
           keys: [image, label]
-          reader: scripts.reader.HSRSReader
+          reader: scripts.io.reader.HSRSReader
           image_only: true
 
     Args:

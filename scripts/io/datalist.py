@@ -10,7 +10,7 @@ from pathlib import Path
 
 from monai.data import load_decathlon_datalist
 
-from scripts.reader import HSRSInputError, stack_format
+from scripts.io.formats import HSRSInputError, stack_format
 
 logger = logging.getLogger(__name__)
 

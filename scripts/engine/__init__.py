@@ -1,0 +1,8 @@
+"""What the workflow configs plug into MONAI's engines (pytorch-ignite): handlers, inferer, metric helpers.
+
+- :mod:`scripts.engine.checkpoints` -- resumable training checkpoints (trainer state included).
+- :mod:`scripts.engine.time_limit` -- stop training at an epoch boundary before a wall-time budget.
+- :mod:`scripts.engine.inferers` -- the field-sized sliding-window inferer.
+- :mod:`scripts.engine.metrics` -- per-class metric output transforms and segmentation scores.
+- :mod:`scripts.engine.segmentation_writer` -- the handler that writes label maps, overlays and ``summary.csv``.
+"""

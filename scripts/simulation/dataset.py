@@ -1,0 +1,106 @@
+"""Simulated datasets on disk: a folder of phantoms (images/, labels/), its datalist split and ``simulation.json``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from scripts import __version__
+from scripts.io.writer import write_label_map, write_stack
+from scripts.simulation.phantom import PRESETS, UINT16_SCALE, simulate_phantom, to_uint16
+from scripts.spectra.axis import CANONICAL_NUM_FRAMES, CANONICAL_RANGE
+
+logger = logging.getLogger(__name__)
+
+Range = tuple[float, float]
+
+
+def split_datalist(
+    stems: list[str], rng: np.random.Generator, fractions: Sequence[float] = (0.7, 0.15, 0.15)
+) -> dict[str, list[str]]:
+    """Deterministically split stems into training/validation/test (≥ 1 validation and test item when ≥ 3 stems)."""
+    n = len(stems)
+    n_val = max(1, round(fractions[1] * n)) if n >= 3 else 0
+    n_test = max(1, round(fractions[2] * n)) if n >= 3 else 0
+    order = rng.permutation(n)
+    test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+    return {
+        name: sorted(stems[i] for i in idx) for name, idx in (("training", train), ("validation", val), ("test", test))
+    }
+
+
+def simulate_dataset(
+    out: str | Path,
+    num: int,
+    seed: int,
+    height: int = 512,
+    width: int = 512,
+    frames: int = CANONICAL_NUM_FRAMES,
+    wavenumber_range: Sequence[float] = CANONICAL_RANGE,
+    preset: str = "default",
+    file_format: str = "nii.gz",
+    dtype: str = "float32",
+    pixel_size_um: float = 0.25,
+    overwrite: bool = False,
+) -> dict:
+    """Write ``num`` phantoms, their labels, ``datalist.json`` and ``simulation.json`` under ``out``.
+
+    ``wavenumber_range`` is (first frame, last frame): give it high-to-low for a stack stored in
+    descending order. Phantom ``i`` depends only on ``(seed, i)``, so a larger ``num`` extends a
+    data set without changing the phantoms already made. Returns the datalist.
+    """
+    if num < 1:
+        raise ValueError(f"--num must be at least 1, got {num}.")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
+    if file_format not in ("nii.gz", "tif", "npy"):
+        raise ValueError(f"unknown format {file_format!r}; choose 'nii.gz', 'tif' or 'npy'.")
+    if dtype not in ("float32", "uint16"):
+        raise ValueError(f"unknown dtype {dtype!r}; choose 'float32' or 'uint16'.")
+    out = Path(out)
+    images, labels_dir = out / "images", out / "labels"
+    if not overwrite and any(d.is_dir() and any(d.iterdir()) for d in (images, labels_dir)):
+        raise FileExistsError(f"{out}: images/ or labels/ already hold files; pass --overwrite to replace them.")
+    images.mkdir(parents=True, exist_ok=True)
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    wn = np.linspace(float(wavenumber_range[0]), float(wavenumber_range[1]), frames)
+    label_format = "tif" if file_format == "tif" else "nii.gz"
+    children = np.random.SeedSequence(seed).spawn(num + 1)
+    records, stems = {}, []
+    for i in range(num):
+        stem = f"hsrs_{preset}_s{seed}_{i:04d}"
+        ph = simulate_phantom(np.random.default_rng(children[i + 1]), height, width, wn, preset, pixel_size_um)
+        data = to_uint16(ph.stack) if dtype == "uint16" else ph.stack
+        write_stack(images / f"{stem}.{file_format}", data, wn, pixel_size_um)
+        write_label_map(labels_dir / stem, ph.labels, formats=(label_format,), pixel_size_um=pixel_size_um)
+        records[stem] = ph.params
+        stems.append(stem)
+        logger.info("%s: %s", stem, ph.params)
+    split = split_datalist(stems, np.random.default_rng(children[0]))
+    datalist = {
+        name: [{"image": f"images/{s}.{file_format}", "label": f"labels/{s}.{label_format}"} for s in members]
+        for name, members in split.items()
+    }
+    (out / "datalist.json").write_text(json.dumps(datalist, indent=2) + "\n")
+    settings = {
+        "simulator_version": __version__,
+        "seed": seed,
+        "num": num,
+        "height": height,
+        "width": width,
+        "frames": frames,
+        "wavenumber_range": [float(v) for v in wavenumber_range],
+        "preset": preset,
+        "preset_parameters": asdict(PRESETS[preset]),
+        "format": file_format,
+        "dtype": dtype,
+        "uint16_scale": UINT16_SCALE if dtype == "uint16" else None,
+        "pixel_size_um": pixel_size_um,
+    }
+    (out / "simulation.json").write_text(json.dumps({"settings": settings, "phantoms": records}, indent=1) + "\n")
+    return datalist

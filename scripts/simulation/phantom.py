@@ -1,0 +1,510 @@
+"""HSRS phantom simulator with exact ground truth: ``python -m scripts.simulate --out DIR --num N --seed S``.
+
+Each phantom is a field of view of exfoliated cells imaged by hyperspectral SRS in the C–H
+window. The ground-truth label map (0 background, 1 nucleus, 2 lipid droplet) is rasterised from
+the geometry *before* any blur or noise; the stack is then built from physics, in this order
+(every effect, its parameter range per difficulty preset and the source of the numbers are
+documented in ``docs/simulation.md``):
+
+1. geometry: irregular cells alone and in touching clusters, one nucleus per cell (with nucleoli),
+   lipid droplets (LDs) 1–12 px across in the cytoplasm (some cells none), out-of-focus LDs,
+   debris, granular cytoplasm texture;
+2. concentration maps of lipid, protein, DNA and water, blurred by the optical PSF;
+3. spectra: reference Raman spectra (:mod:`scripts.spectra.reference`) broadened by the spectral
+   resolution and shifted by a small calibration error, mixed linearly per pixel;
+4. non-Raman background (cross-phase modulation, two-photon absorption), strongest at the
+   low-delay end of the frame axis, towards the field edges and at object edges;
+5. per-frame laser power drift, detector offset;
+6. noise: shot noise of the probe beam (signal independent), laser intensity noise (proportional
+   to the signal) and read noise, over a range of SNR.
+
+The same seed gives the same bytes. Output: ``DIR/images/<stem>``, ``DIR/labels/<stem>`` and a
+MONAI datalist ``DIR/datalist.json`` (``training``/``validation``/``test``), plus
+``DIR/simulation.json`` with every phantom's sampled parameters (SNR, background level ...).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy import ndimage
+
+from scripts.spectra.axis import CANONICAL_NUM_FRAMES, CANONICAL_RANGE
+from scripts.spectra.reference import spectra_matrix
+
+logger = logging.getLogger(__name__)
+
+Range = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class PhantomPreset:
+    """Parameter ranges of one difficulty level; every phantom draws its values uniformly from them.
+
+    Intensities are in units of the mean cytoplasmic protein signal at its ~2935 cm⁻¹ peak (= 1).
+    """
+
+    snr: Range  #: cytoplasm protein peak / shot-noise sd
+    intensity_noise: Range  #: laser intensity noise, sd as a fraction of the local signal
+    read_noise: Range  #: detector read noise sd
+    detector_offset: Range  #: constant lock-in / digitiser offset
+    background: Range  #: non-Raman background at its spectral maximum, field centre
+    background_edge_gain: Range  #: extra background factor at the field corners
+    background_decay: Range  #: cm⁻¹ over which the background decays from the low-delay end
+    xpm_edges: Range  #: cross-phase-modulation signal at object edges
+    water: Range  #: water O–H tail at its value in the window's last frame
+    power_drift: Range  #: sd of the per-frame laser power drift (fraction)
+    calibration_shift: Range  #: |spectral calibration error|, cm⁻¹
+    spectral_resolution: Range  #: FWHM cm⁻¹
+    psf_fwhm_um: Range  #: lateral optical resolution (FWHM, µm)
+    cells_per_mm2: Range  #: cell groups per mm² of field
+    cluster_probability: float  #: chance that a group is a touching cluster of 2–5 cells
+    cell_diameter_um: Range
+    cell_brightness: Range  #: per-cell biomass density factor
+    nucleus_to_cell: Range  #: nucleus diameter / cell diameter
+    nucleus_protein: Range  #: nuclear protein relative to the cell's cytoplasm
+    nucleus_dna: Range  #: nuclear DNA relative to the cell's cytoplasmic protein
+    cytoplasm_lipid: Range  #: diffuse cytoplasmic lipid (membranes, unresolved LDs)
+    texture: Range  #: sd of the granular cytoplasm density modulation
+    lds_per_cell: Range  #: mean LD count per cell (Poisson)
+    cells_without_lds: float  #: fraction of cells with no LD
+    ld_diameter_um: Range  #: LD diameters, log-uniform
+    ld_lipid: Range  #: lipid density inside an LD
+    out_of_focus_lds_per_cell: Range
+    debris_per_mm2: Range
+
+
+PRESETS: dict[str, PhantomPreset] = {
+    "default": PhantomPreset(
+        snr=(8.0, 25.0),
+        intensity_noise=(0.01, 0.03),
+        read_noise=(0.01, 0.03),
+        detector_offset=(0.1, 0.4),
+        background=(0.1, 0.35),
+        background_edge_gain=(0.2, 0.8),
+        background_decay=(60.0, 150.0),
+        xpm_edges=(0.05, 0.2),
+        water=(0.08, 0.2),
+        power_drift=(0.02, 0.05),
+        calibration_shift=(0.0, 4.0),
+        spectral_resolution=(20.0, 30.0),
+        psf_fwhm_um=(0.3, 0.4),
+        cells_per_mm2=(300.0, 650.0),
+        cluster_probability=0.5,
+        cell_diameter_um=(10.0, 30.0),
+        cell_brightness=(0.7, 1.3),
+        nucleus_to_cell=(0.4, 0.65),
+        nucleus_protein=(0.85, 1.1),
+        nucleus_dna=(0.25, 0.45),
+        cytoplasm_lipid=(0.08, 0.2),
+        texture=(0.08, 0.18),
+        lds_per_cell=(2.0, 12.0),
+        cells_without_lds=0.15,
+        ld_diameter_um=(0.3, 3.0),
+        ld_lipid=(1.5, 5.0),
+        out_of_focus_lds_per_cell=(0.0, 3.0),
+        debris_per_mm2=(150.0, 500.0),
+    ),
+}
+PRESETS["easy"] = replace(
+    PRESETS["default"],
+    snr=(25.0, 50.0),
+    intensity_noise=(0.005, 0.01),
+    background=(0.03, 0.1),
+    background_edge_gain=(0.0, 0.3),
+    xpm_edges=(0.0, 0.05),
+    water=(0.05, 0.1),
+    power_drift=(0.0, 0.02),
+    calibration_shift=(0.0, 0.0),
+    cluster_probability=0.2,
+    nucleus_dna=(0.35, 0.5),
+    ld_diameter_um=(0.5, 3.0),
+    ld_lipid=(2.5, 6.0),
+    out_of_focus_lds_per_cell=(0.0, 1.0),
+    debris_per_mm2=(0.0, 150.0),
+)
+PRESETS["hard"] = replace(
+    PRESETS["default"],
+    snr=(3.0, 10.0),
+    intensity_noise=(0.02, 0.05),
+    read_noise=(0.02, 0.05),
+    background=(0.3, 0.8),
+    background_edge_gain=(0.5, 1.5),
+    xpm_edges=(0.15, 0.4),
+    water=(0.15, 0.3),
+    power_drift=(0.05, 0.12),
+    calibration_shift=(2.0, 8.0),
+    psf_fwhm_um=(0.35, 0.45),
+    cluster_probability=0.7,
+    cell_brightness=(0.5, 1.5),
+    nucleus_dna=(0.15, 0.35),
+    ld_lipid=(1.2, 3.5),
+    out_of_focus_lds_per_cell=(1.0, 5.0),
+    debris_per_mm2=(400.0, 1000.0),
+)
+
+
+@dataclass
+class Phantom:
+    """One simulated field of view.
+
+    Attributes:
+        stack: (K, H, W) float32 HSRS stack, frames in the order of ``wavenumbers``.
+        labels: (H, W) uint8 ground truth: 0 background, 1 nucleus, 2 lipid droplet.
+        wavenumbers: (K,) Raman shift of each frame, cm⁻¹.
+        params: the values drawn for this phantom (SNR, background, counts ...).
+    """
+
+    stack: np.ndarray
+    labels: np.ndarray
+    wavenumbers: np.ndarray
+    params: dict
+
+
+def _u(rng: np.random.Generator, r: Range) -> float:
+    return float(rng.uniform(r[0], r[1])) if r[1] > r[0] else float(r[0])
+
+
+def _shape_harmonics(rng: np.random.Generator, irregularity: float) -> np.ndarray:
+    """Random Fourier coefficients (k = 2..5) of an irregular closed outline r(θ)."""
+    k = np.arange(2, 6)
+    return np.stack([rng.normal(0, irregularity / k), rng.uniform(0, 2 * np.pi, k.size)], axis=1)
+
+
+def _normalised_radius(yy, xx, centre, radius, aspect, angle, harmonics) -> np.ndarray:
+    """ρ = distance / outline radius at that angle; the shape's interior is ρ < 1."""
+    dy, dx = yy - centre[0], xx - centre[1]
+    c, s = np.cos(angle), np.sin(angle)
+    u, v = c * dx + s * dy, (-s * dx + c * dy) / aspect
+    theta = np.arctan2(v, u)
+    outline = 1.0 + sum(a * np.cos(k * theta + ph) for k, (a, ph) in enumerate(harmonics, start=2))
+    return np.hypot(u, v) / (radius * np.clip(outline, 0.6, None))
+
+
+@dataclass
+class _Cell:
+    centre: tuple[float, float]
+    radius: float  # px
+    aspect: float
+    angle: float
+    harmonics: np.ndarray
+    brightness: float
+
+
+class _Canvas:
+    """Geometry and concentration maps of one field of view, filled object by object."""
+
+    def __init__(self, height: int, width: int):
+        self.shape = (height, width)
+        self.owner = np.full((height, width), -1, np.int32)  # cell index per pixel
+        self.rho = np.full((height, width), np.inf, np.float32)
+        self.nucleus = np.zeros((height, width), bool)
+        self.ld_label = np.zeros((height, width), bool)
+        self.lipid = np.zeros((height, width), np.float32)
+        self.protein = np.zeros((height, width), np.float32)
+        self.dna = np.zeros((height, width), np.float32)
+        self.out_of_focus = np.zeros((height, width), np.float32)
+
+    def box(self, centre, half):
+        h, w = self.shape
+        y0, y1 = max(int(centre[0] - half), 0), min(int(centre[0] + half) + 2, h)
+        x0, x1 = max(int(centre[1] - half), 0), min(int(centre[1] + half) + 2, w)
+        if y0 >= y1 or x0 >= x1:
+            return None
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        return (slice(y0, y1), slice(x0, x1)), yy + 0.5, xx + 0.5  # pixel centres
+
+
+def _place_cells(rng: np.random.Generator, p: PhantomPreset, h: int, w: int, px_um: float) -> list[_Cell]:
+    area_mm2 = h * w * (px_um * 1e-3) ** 2
+    n_groups = max(1, int(rng.poisson(_u(rng, p.cells_per_mm2) * area_mm2)))
+    cells: list[_Cell] = []
+
+    def new_cell(centre):
+        return _Cell(
+            centre=centre,
+            radius=_u(rng, p.cell_diameter_um) / 2 / px_um,
+            aspect=float(rng.uniform(0.75, 1.0)),
+            angle=float(rng.uniform(0, np.pi)),
+            harmonics=_shape_harmonics(rng, 0.12),
+            brightness=_u(rng, p.cell_brightness),
+        )
+
+    for _ in range(n_groups):
+        size = int(rng.integers(2, 6)) if rng.random() < p.cluster_probability else 1
+        for _attempt in range(20):  # find a free spot for the group's first cell
+            first = new_cell((float(rng.uniform(-0.05, 1.05) * h), float(rng.uniform(-0.05, 1.05) * w)))
+            if all(
+                np.hypot(first.centre[0] - c.centre[0], first.centre[1] - c.centre[1]) > 1.1 * (first.radius + c.radius)
+                for c in cells
+            ):
+                break
+        else:
+            continue
+        group = [first]
+        for _ in range(size - 1):  # touching neighbours: the outlines overlap, pixels go to the nearer cell
+            anchor = group[int(rng.integers(len(group)))]
+            cell = new_cell(anchor.centre)
+            phi = rng.uniform(0, 2 * np.pi)
+            dist = (anchor.radius + cell.radius) * rng.uniform(0.8, 0.95)
+            cell.centre = (anchor.centre[0] + dist * np.sin(phi), anchor.centre[1] + dist * np.cos(phi))
+            if all(
+                np.hypot(cell.centre[0] - c.centre[0], cell.centre[1] - c.centre[1]) > 0.75 * (cell.radius + c.radius)
+                for c in cells + group
+            ):
+                group.append(cell)
+        cells += group
+    return cells
+
+
+def _draw_disk(canvas: _Canvas, centre, radius: float, supersample: int = 4):
+    """Coverage (0..1) of a disk over the pixels of its bounding box, by supersampling."""
+    found = canvas.box(centre, radius + 1)
+    if found is None:
+        return None
+    sl, yy, xx = found
+    offs = (np.arange(supersample) + 0.5) / supersample - 0.5
+    cover = np.zeros(yy.shape, np.float32)
+    for oy in offs:
+        for ox in offs:
+            cover += (yy + oy - centre[0]) ** 2 + (xx + ox - centre[1]) ** 2 <= radius**2
+    return sl, cover / supersample**2
+
+
+def _fill_cells(rng: np.random.Generator, p: PhantomPreset, canvas: _Canvas, cells: list[_Cell], px_um: float) -> dict:
+    h, w = canvas.shape
+    # 1. cell bodies: each pixel belongs to the cell with the smallest normalised radius
+    for i, cell in enumerate(cells):
+        found = canvas.box(cell.centre, cell.radius * 1.5)
+        if found is None:
+            continue
+        sl, yy, xx = found
+        rho = _normalised_radius(yy, xx, cell.centre, cell.radius, cell.aspect, cell.angle, cell.harmonics)
+        better = (rho < 1.0) & (rho < canvas.rho[sl])
+        canvas.rho[sl][better] = rho[better]
+        canvas.owner[sl][better] = i
+    texture = ndimage.gaussian_filter(rng.standard_normal((h, w)).astype(np.float32), 1.5)
+    texture /= texture.std() + 1e-6
+    n_lds = n_oof = 0
+    cytoplasm_all = np.zeros((h, w), bool)
+    oof_points = []
+    for i, cell in enumerate(cells):
+        found = canvas.box(cell.centre, cell.radius * 1.5)
+        if found is None:
+            continue
+        sl, yy, xx = found
+        mine = canvas.owner[sl] == i
+        if not mine.any():
+            continue
+        # 2. nucleus: inside the cell with a margin, offset from the centre, its own irregular outline
+        n_radius = cell.radius * _u(rng, p.nucleus_to_cell)
+        offset = rng.normal(0, 0.12 * cell.radius, 2)
+        n_centre = (cell.centre[0] + offset[0], cell.centre[1] + offset[1])
+        n_rho = _normalised_radius(
+            yy,
+            xx,
+            n_centre,
+            n_radius,
+            float(rng.uniform(0.75, 1.0)),
+            float(rng.uniform(0, np.pi)),
+            _shape_harmonics(rng, 0.05),
+        )
+        nucleus = (n_rho < 1.0) & mine & (canvas.rho[sl] < 0.85)
+        cytoplasm = mine & ~nucleus
+        canvas.nucleus[sl] |= nucleus
+        cytoplasm_all[sl] |= cytoplasm
+        b = cell.brightness
+        grain = 1.0 + _u(rng, p.texture) * texture[sl]
+        canvas.protein[sl] += np.where(cytoplasm, b * grain, 0.0).astype(np.float32)
+        canvas.lipid[sl] += np.where(cytoplasm, b * _u(rng, p.cytoplasm_lipid) * grain, 0.0).astype(np.float32)
+        canvas.protein[sl] += np.where(nucleus, b * _u(rng, p.nucleus_protein), 0.0).astype(np.float32)
+        canvas.dna[sl] += np.where(
+            nucleus, b * _u(rng, p.nucleus_dna) * (1.0 + 0.5 * _u(rng, p.texture) * texture[sl]), 0.0
+        ).astype(np.float32)
+        canvas.lipid[sl] += np.where(nucleus, b * 0.03, 0.0).astype(np.float32)
+        # nucleoli: dense protein/RNA spots, part of the nucleus
+        ys, xs = np.nonzero(nucleus & (n_rho < 0.6))
+        for _ in range(int(rng.integers(0, 4)) if ys.size else 0):
+            j = int(rng.integers(ys.size))
+            disk = _draw_disk(canvas, (yy[ys[j], xs[j]], xx[ys[j], xs[j]]), float(rng.uniform(1.0, 2.0)) / px_um / 2)
+            if disk is not None:
+                canvas.protein[disk[0]] += 0.35 * b * disk[1] * canvas.nucleus[disk[0]]
+                canvas.dna[disk[0]] += 0.15 * b * disk[1] * canvas.nucleus[disk[0]]
+        # 3. lipid droplets in the cytoplasm, away from the nucleus and the cell edge, not overlapping
+        inner = cytoplasm & (canvas.rho[sl] < 0.92) & ~ndimage.binary_dilation(nucleus, iterations=2)
+        ys, xs = np.nonzero(inner)
+        count = 0 if rng.random() < p.cells_without_lds or ys.size == 0 else int(rng.poisson(_u(rng, p.lds_per_cell)))
+        placed: list[tuple[float, float, float]] = []
+        for _ in range(count * 5):
+            if len(placed) >= count:
+                break
+            j = int(rng.integers(ys.size))
+            centre = (yy[ys[j], xs[j]] + rng.uniform(-0.5, 0.5), xx[ys[j], xs[j]] + rng.uniform(-0.5, 0.5))
+            radius = float(np.exp(rng.uniform(*np.log(p.ld_diameter_um)))) / px_um / 2
+            if any(np.hypot(centre[0] - q[0], centre[1] - q[1]) < radius + q[2] + 1.5 for q in placed):
+                continue
+            disk = _draw_disk(canvas, centre, radius)
+            if disk is None:
+                continue
+            dsl, cover = disk
+            canvas.lipid[dsl] += _u(rng, p.ld_lipid) * b * cover
+            canvas.protein[dsl] *= 1.0 - 0.7 * cover  # the droplet displaces cytoplasm
+            label = cover >= 0.5
+            cy, cx = int(centre[0]) - dsl[0].start, int(centre[1]) - dsl[1].start
+            if 0 <= cy < label.shape[0] and 0 <= cx < label.shape[1]:
+                label[cy, cx] = True  # a droplet smaller than a pixel still marks the pixel it sits in
+            canvas.ld_label[dsl] |= label
+            placed.append((*centre, radius))
+        n_lds += len(placed)
+        # out-of-focus droplets above/below the focal plane: diffuse lipid, not labelled
+        for _ in range(int(rng.poisson(_u(rng, p.out_of_focus_lds_per_cell))) if ys.size else 0):
+            j = int(rng.integers(ys.size))
+            oof_points.append((int(yy[ys[j], xs[j]]), int(xx[ys[j], xs[j]]), _u(rng, p.ld_lipid) * b))
+            n_oof += 1
+    for y, x, amp in oof_points:
+        if 0 <= y < h and 0 <= x < w:
+            canvas.out_of_focus[y, x] += amp * 40.0  # ~ a 2 µm droplet spread by defocus
+    sigma_oof = float(rng.uniform(3.0, 6.0))
+    canvas.lipid += ndimage.gaussian_filter(canvas.out_of_focus, sigma_oof) * cytoplasm_all
+    return {"cells": len(cells), "lipid_droplets": n_lds, "out_of_focus_lipid_droplets": n_oof}
+
+
+def _add_debris(rng: np.random.Generator, p: PhantomPreset, canvas: _Canvas, px_um: float) -> int:
+    """Irregular cell fragments and mucus outside the cells (protein-rich, some lipid); labelled background."""
+    h, w = canvas.shape
+    n = int(rng.poisson(_u(rng, p.debris_per_mm2) * h * w * (px_um * 1e-3) ** 2))
+    for _ in range(n):
+        centre = (float(rng.uniform(0, h)), float(rng.uniform(0, w)))
+        radius = float(rng.uniform(0.5, 2.5)) / px_um
+        found = canvas.box(centre, radius * 1.5)
+        if found is None:
+            continue
+        sl, yy, xx = found
+        rho = _normalised_radius(
+            yy,
+            xx,
+            centre,
+            radius,
+            float(rng.uniform(0.4, 1.0)),
+            float(rng.uniform(0, np.pi)),
+            _shape_harmonics(rng, 0.25),
+        )
+        blob = (rho < 1.0) & (canvas.owner[sl] < 0)
+        amount = float(rng.uniform(0.2, 0.9))
+        canvas.protein[sl] += amount * blob
+        canvas.lipid[sl] += amount * float(rng.uniform(0.0, 0.5)) * blob
+    return n
+
+
+def simulate_phantom(
+    rng: np.random.Generator | int,
+    height: int = 512,
+    width: int = 512,
+    wavenumbers: Sequence[float] | np.ndarray | None = None,
+    preset: str | PhantomPreset = "default",
+    pixel_size_um: float = 0.25,
+) -> Phantom:
+    """Simulate one HSRS field of view and its exact label map.
+
+    Args:
+        rng: a NumPy Generator or an integer seed.
+        height, width: image size in pixels.
+        wavenumbers: Raman shift of each frame in frame order (ascending or descending);
+            default the canonical 64 frames over 2800–3050 cm⁻¹.
+        preset: ``"easy"``, ``"default"``, ``"hard"`` or a :class:`PhantomPreset`.
+        pixel_size_um: lateral pixel size in µm (HSRS: ~0.25).
+
+    Returns:
+        A :class:`Phantom`.
+
+    Examples:
+        >>> ph = simulate_phantom(0, 64, 64)
+        >>> ph.stack.shape, ph.labels.shape, sorted(set(np.unique(ph.labels)) - {0, 1, 2})
+        ((64, 64, 64), (64, 64), [])
+    """
+    rng = np.random.default_rng(rng)
+    p = PRESETS[preset] if isinstance(preset, str) else preset
+    if height < 16 or width < 16:
+        raise ValueError(f"image size {height}×{width} is too small; use at least 16×16 pixels.")
+    wn = np.linspace(*CANONICAL_RANGE, CANONICAL_NUM_FRAMES) if wavenumbers is None else np.asarray(wavenumbers, float)
+    h, w = height, width
+    canvas = _Canvas(h, w)
+    cells = _place_cells(rng, p, h, w, pixel_size_um)
+    counts = _fill_cells(rng, p, canvas, cells, pixel_size_um)
+    counts["debris"] = _add_debris(rng, p, canvas, pixel_size_um)
+
+    labels = np.zeros((h, w), np.uint8)
+    labels[canvas.nucleus] = 1
+    labels[canvas.ld_label] = 2
+
+    # optical PSF (Gaussian, FWHM in µm) on the concentration maps; the mixing below is linear
+    psf_fwhm = _u(rng, p.psf_fwhm_um)
+    sigma_px = psf_fwhm / pixel_size_um / 2.3548
+    biomass = canvas.owner >= 0
+    water = 1.0 - 0.3 * ndimage.gaussian_filter(biomass.astype(np.float32), sigma_px)
+    maps = [ndimage.gaussian_filter(m, sigma_px) for m in (canvas.lipid, canvas.protein, canvas.dna)] + [water]
+
+    # non-Raman background: spectral decay from the low-delay (first) frame; spatially stronger at
+    # the field corners (vignetting of the XPM/TPA-generating focus) and at object edges (XPM lensing)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r2 = ((yy - h / 2) ** 2 + (xx - w / 2) ** 2) / ((h / 2) ** 2 + (w / 2) ** 2)
+    density = maps[0] + maps[1] + maps[2]
+    edges = np.hypot(*np.gradient(ndimage.gaussian_filter(density, 1.0)))
+    edges /= np.percentile(edges, 99.5) + 1e-6
+    bg_map = _u(rng, p.background) * (1.0 + _u(rng, p.background_edge_gain) * r2) + _u(rng, p.xpm_edges) * np.clip(
+        edges, 0, 2
+    )
+    delay = np.abs(wn - wn[0])
+    bg_spectrum = np.exp(-delay / _u(rng, p.background_decay))
+
+    shift = _u(rng, p.calibration_shift) * float(rng.choice([-1.0, 1.0]))
+    resolution = _u(rng, p.spectral_resolution)
+    spectra = spectra_matrix(wn, resolution=resolution, shift=shift, unsaturation=float(rng.uniform(0.6, 1.4)))
+    water_level = _u(rng, p.water)
+    spectra[:, 3] *= water_level / max(spectra[np.argmax(wn), 3], 1e-6)
+    components = np.concatenate([spectra, bg_spectrum[:, None]], axis=1).astype(np.float32)  # (K, 5)
+    conc = np.stack([*maps, bg_map]).reshape(5, -1).astype(np.float32)  # (5, H*W)
+    signal = (components @ conc).reshape(len(wn), h, w)
+
+    # per-frame laser power drift (smooth random walk) and detector offset
+    drift_sd = _u(rng, p.power_drift)
+    walk = np.cumsum(rng.normal(0, 1, len(wn)))
+    walk = (walk - walk.mean()) / (walk.std() + 1e-6)
+    gains = (1.0 + drift_sd * walk).astype(np.float32)
+    offset = _u(rng, p.detector_offset)
+
+    # noise: probe shot noise (constant), laser intensity noise (∝ signal), read noise
+    snr = _u(rng, p.snr)
+    rin, read = _u(rng, p.intensity_noise), _u(rng, p.read_noise)
+    signal *= gains[:, None, None]
+    sd = np.sqrt((1.0 / snr) ** 2 + read**2 + (rin * signal) ** 2)
+    stack = signal + offset + sd * rng.standard_normal(signal.shape, dtype=np.float32)
+
+    params = {
+        **counts,
+        "snr": round(snr, 4),
+        "background": round(float(bg_map.mean()), 4),
+        "water": round(water_level, 4),
+        "power_drift_sd": round(drift_sd, 4),
+        "detector_offset": round(offset, 4),
+        "calibration_shift_cm1": round(shift, 3),
+        "spectral_resolution_cm1": round(resolution, 2),
+        "psf_fwhm_um": round(psf_fwhm, 3),
+        "intensity_noise": round(rin, 4),
+        "read_noise": round(read, 4),
+        "nucleus_fraction": round(float((labels == 1).mean()), 5),
+        "lipid_droplet_fraction": round(float((labels == 2).mean()), 5),
+    }
+    return Phantom(stack.astype(np.float32, copy=False), labels, wn, params)
+
+
+#: Scale from simulator units to counts for ``dtype="uint16"`` (cytoplasm protein peak ≈ 2000 counts).
+UINT16_SCALE = 2000.0
+
+
+def to_uint16(stack: np.ndarray) -> np.ndarray:
+    """Digitise a simulated stack as a 16-bit detector would (scaled, rounded, clipped)."""
+    return np.clip(np.rint(stack * UINT16_SCALE), 0, 65535).astype(np.uint16)
