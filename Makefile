@@ -2,7 +2,7 @@
 # (.venv) from the requirement files first, so it works on a fresh machine.
 #   make demo   - segment the bundled demo data with the pretrained hybrid-UNet (outputs/inference)
 #   make test   - the test suite (pytest)
-#   make lint   - ruff
+#   make lint   - ruff, plus the model zoo's isort / black / flake8 settings (pyproject.toml, .flake8)
 PYTHON ?= python3
 VENV ?= .venv
 # Pinned so that CI and this machine take the local CPU build; override with make TORCH_SPEC="torch>=2.4".
@@ -13,12 +13,16 @@ STAMP := $(VENV)/.installed
 .PHONY: venv demo test lint benchmark benchmark-quick demo-data clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt
+	@echo "== setting up $(VENV): Python venv, $(TORCH_SPEC), then requirements.txt + requirements-dev.txt (a few minutes the first time)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	@echo "== installing $(TORCH_SPEC)"
+	$(BIN)/python -m pip install --progress-bar off "$(TORCH_SPEC)"
+	@echo "== installing requirements.txt requirements-dev.txt"
+	$(BIN)/python -m pip install --progress-bar off -r requirements.txt -r requirements-dev.txt
 	$(BIN)/python -m pip freeze > $(VENV)/versions.txt
 	touch $(STAMP)
+	@echo "== $(VENV) ready (versions in $(VENV)/versions.txt)"
 
 venv: $(STAMP)
 
@@ -31,7 +35,9 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/isort --check-only --diff .
+	$(BIN)/black --skip-magic-trailing-comma --check .
+	$(BIN)/flake8 --count --statistics .
 
 benchmark: $(STAMP)
 	$(BIN)/python -m scripts.benchmark

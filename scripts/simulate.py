@@ -51,9 +51,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--frames", type=int, default=CANONICAL_NUM_FRAMES, help="spectral frames K (default 64)")
     parser.add_argument(
-        "--wavenumber-range", type=float, nargs=2, default=list(CANONICAL_RANGE), metavar=("FIRST", "LAST"),
+        "--wavenumber-range",
+        type=float,
+        nargs=2,
+        default=list(CANONICAL_RANGE),
+        metavar=("FIRST", "LAST"),
         help="Raman shift of the first and last frame, cm⁻¹ (give it high-to-low for descending stacks)",
-    )  # fmt: skip
+    )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default", help="difficulty preset")
     parser.add_argument("--format", choices=["nii.gz", "tif", "npy"], default="nii.gz", dest="file_format")
     parser.add_argument("--dtype", choices=["float32", "uint16"], default="float32")
@@ -64,9 +68,19 @@ def main(argv: list[str] | None = None) -> None:
     height, width = (args.size * 2)[:2]
     t0 = time.perf_counter()
     datalist = simulate_dataset(
-        args.out, args.num, args.seed, height, width, args.frames, args.wavenumber_range, args.preset,
-        args.file_format, args.dtype, args.pixel_size, args.overwrite,
-    )  # fmt: skip
+        args.out,
+        args.num,
+        args.seed,
+        height,
+        width,
+        args.frames,
+        args.wavenumber_range,
+        args.preset,
+        args.file_format,
+        args.dtype,
+        args.pixel_size,
+        args.overwrite,
+    )
     sizes = {k: len(v) for k, v in datalist.items()}
     print(f"wrote {args.num} stacks to {args.out} in {time.perf_counter() - t0:.1f} s; split {sizes}")
 

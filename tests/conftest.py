@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from scripts.simulation.dataset import simulate_dataset
 from scripts.simulation.phantom import simulate_phantom
 

@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from scripts.benchmarks import comparison
 from scripts.engine.metrics import segmentation_scores
 from scripts.engine.time_limit import TrainingTimeLimit
@@ -107,8 +106,11 @@ def test_sweep_pins_one_parameter_per_phantom():
     plan = replace(comparison.QUICK, size=48, snr_levels=(4.0, 30.0), background_levels=(0.1, 1.0), sweep_repeats=1)
     sweep = comparison.sweep_phantoms(plan)
     assert [(name, level) for _, name, level, _ in sweep] == [
-        ("snr", 4.0), ("snr", 30.0), ("background", 0.1), ("background", 1.0)
-    ]  # fmt: skip
+        ("snr", 4.0),
+        ("snr", 30.0),
+        ("background", 0.1),
+        ("background", 1.0),
+    ]
     snr = {level: ph.params["snr"] for _, name, level, ph in sweep if name == "snr"}
     assert snr == {4.0: 4.0, 30.0: 30.0}
     background = {level: ph.params["background"] for _, name, level, ph in sweep if name == "background"}
@@ -161,8 +163,15 @@ def test_targets_report_an_ablation_that_earns_nothing():
 
 def test_miniature_benchmark_through_the_bundle_configs(tmp_path):
     """Data, phasor labels, training on truth and on pseudo-labels, evaluation, scores, tables and plot."""
-    plan = replace(comparison.QUICK, size=64, per_preset=(1, 1, 1), models=("hybrid",),
-                   snr_levels=(10.0,), background_levels=(0.2,), time_limit_s=300)  # fmt: skip
+    plan = replace(
+        comparison.QUICK,
+        size=64,
+        per_preset=(1, 1, 1),
+        models=("hybrid",),
+        snr_levels=(10.0,),
+        background_levels=(0.2,),
+        time_limit_s=300,
+    )
     result = comparison.run(plan=plan, work=tmp_path / "work", plot_path=tmp_path / "robustness.png")
     summary = result.data["summary"]
     assert set(summary) == {"hybrid_gt", "hybrid_phasor", "phasor_tuned", "phasor_untuned"}

@@ -9,6 +9,7 @@ from dataclasses import fields
 from scripts.benchmark import update_markdown
 from scripts.simulate import main
 from scripts.simulation.phantom import PRESETS, PhantomPreset
+
 from tests.conftest import REPO
 
 DEMO = REPO / "docs" / "demo_data"

@@ -7,7 +7,6 @@ import io
 import pytest
 import torch
 from monai.networks.blocks import UnetBasicBlock
-
 from scripts.networks import HybridUNet, NNUNetStyle2D, UNet3DSpectral, plan_nnunet_2d
 from scripts.networks.blocks import (
     AttentionSpectralPooling,

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from scripts.io.reader import read_hsrs
 from scripts.io.writer import write_label_map, write_stack
 from scripts.phasor import compat as phasor_compat
@@ -159,9 +158,9 @@ def test_automatic_cursors_follow_a_calibration_shift(easy_phantom):
     expected = 2 * math.pi * shift / period  # phases grow with wavenumber
     for name in ("cytoplasm", "nucleus", "lipid"):
         turn = math.atan2(a1[name].imag, a1[name].real) - math.atan2(a0[name].imag, a0[name].real)
-        assert turn == pytest.approx(expected, abs=0.06), (
-            f"{name} cursor turned {turn:.3f} rad, expected {expected:.3f}"
-        )
+        assert turn == pytest.approx(
+            expected, abs=0.06
+        ), f"{name} cursor turned {turn:.3f} rad, expected {expected:.3f}"
         assert (f1[name].real, f1[name].imag) == (f0[name].real, f0[name].imag)  # fixed cursors stay put
     assert a1["nucleus"].source == "gmm"
     assert a1["lipid"].source == "calibrated"
@@ -352,8 +351,18 @@ def test_monai_bundle_run_of_phasor_yaml_writes_everything(tmp_path):
     data = _tiny_folder(tmp_path / "data")
     (data / "cell_0.json").write_text("{}")  # a stray sidecar-like file is ignored, not read as a stack
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/phasor.yaml",
-           "--dataset_dir", str(data), "--output_dir", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        "configs/phasor.yaml",
+        "--dataset_dir",
+        str(data),
+        "--output_dir",
+        str(out),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for stem in ("cell_0", "cell_1"):

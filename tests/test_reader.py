@@ -11,7 +11,6 @@ import pytest
 import tifffile
 from monai.data import MetaTensor
 from monai.transforms import LoadImaged
-
 from scripts.io.formats import HSRSInputError
 from scripts.io.reader import HSRSReader, read_hsrs
 from scripts.io.writer import write_label_map, write_stack

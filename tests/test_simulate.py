@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 from scipy import ndimage
-
 from scripts.io.reader import read_hsrs
 from scripts.simulate import main
 from scripts.simulation.phantom import PRESETS, simulate_phantom

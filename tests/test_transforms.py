@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
-
 from scripts.spectra.axis import CANONICAL_WAVENUMBERS
 from scripts.transforms.array import (
     NormalizeSpectralIntensity,

@@ -16,9 +16,9 @@ import pytest
 import torch
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
-
 from scripts.io.reader import read_hsrs
 from scripts.io.writer import write_label_map
+
 from tests.conftest import REPO, SHARED
 
 CONFIGS = REPO / "configs"
@@ -159,8 +159,16 @@ def test_datalist_with_missing_file_fails_before_training(sim_dir, tmp_path):
     datalist["training"][0]["image"] = "images/gone.nii.gz"
     broken = sim_dir / "broken_datalist.json"  # beside the data: listed paths are relative to the datalist
     broken.write_text(json.dumps(datalist))
-    wf = workflow(TRAIN, "train", dataset_dir=str(sim_dir), datalist_file=str(broken), output_dir=str(tmp_path / "o"),
-                  ckpt_dir=str(tmp_path / "m"), **TINY, **NET)  # fmt: skip
+    wf = workflow(
+        TRAIN,
+        "train",
+        dataset_dir=str(sim_dir),
+        datalist_file=str(broken),
+        output_dir=str(tmp_path / "o"),
+        ckpt_dir=str(tmp_path / "m"),
+        **TINY,
+        **NET,
+    )
     try:
         with pytest.raises(Exception) as excinfo:
             wf.parser.get_parsed_content("train#dataset")
@@ -261,8 +269,25 @@ def test_verify_net_in_out():
 
 def test_ckpt_export_gives_a_loadable_torchscript_model(trained, tmp_path):
     ts = tmp_path / "model.ts"
-    cmd = [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(trained / "models" / "model.pt"),
-           "--meta_file", META, "--config_file", str(CONFIGS / "inference.yaml"), "--bundle_root", str(REPO), "--network_def#features", "[4, 8, 16, 32, 32]"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "ckpt_export",
+        "network_def",
+        "--filepath",
+        str(ts),
+        "--ckpt_file",
+        str(trained / "models" / "model.pt"),
+        "--meta_file",
+        META,
+        "--config_file",
+        str(CONFIGS / "inference.yaml"),
+        "--bundle_root",
+        str(REPO),
+        "--network_def#features",
+        "[4, 8, 16, 32, 32]",
+    ]
     subprocess.run(cmd, check=True, cwd=REPO, capture_output=True)
     model = torch.jit.load(str(ts))
     assert tuple(model(torch.rand(1, 64, 32, 32)).shape) == (1, 3, 32, 32)
@@ -273,10 +298,40 @@ def test_multi_process_training_with_torchrun_on_cpu(tmp_path):
 
     data = tmp_path / "data"
     simulate_dataset(data, num=10, seed=5, height=64, width=64)  # 2 validation stacks: one per rank
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle", "run",
-           "--config_file", f"['{TRAIN}','{CONFIGS / 'multi_gpu_train.yaml'}']", "--meta_file", META, "--bundle_root", str(REPO),
-           "--dataset_dir", str(data), "--output_dir", str(tmp_path / "run"), "--ckpt_dir", str(tmp_path / "models"), "--max_epochs", "1",
-           "--patch_size", "[32, 32]", "--val_roi_size", "[64, 64]", "--num_samples", "2", "--val_interval", "1", "--network_def#features", "[4, 8, 16, 32, 32]"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        "['" + "','".join([str(TRAIN), str(CONFIGS / "multi_gpu_train.yaml")]) + "']",
+        "--meta_file",
+        META,
+        "--bundle_root",
+        str(REPO),
+        "--dataset_dir",
+        str(data),
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--ckpt_dir",
+        str(tmp_path / "models"),
+        "--max_epochs",
+        "1",
+        "--patch_size",
+        "[32, 32]",
+        "--val_roi_size",
+        "[64, 64]",
+        "--num_samples",
+        "2",
+        "--val_interval",
+        "1",
+        "--network_def#features",
+        "[4, 8, 16, 32, 32]",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -290,8 +345,12 @@ def test_baseline_and_ablation_overrides_swap_the_network_only(override, config,
     base = ConfigWorkflow(
         config_file=str(CONFIGS / config), meta_file=META, workflow_type=workflow_type, bundle_root=str(REPO)
     )
-    wf = ConfigWorkflow(config_file=[str(CONFIGS / config), str(CONFIGS / "baselines" / override)], meta_file=META,
-                        workflow_type=workflow_type, bundle_root=str(REPO))  # fmt: skip
+    wf = ConfigWorkflow(
+        config_file=[str(CONFIGS / config), str(CONFIGS / "baselines" / override)],
+        meta_file=META,
+        workflow_type=workflow_type,
+        bundle_root=str(REPO),
+    )
     base.initialize()
     wf.initialize()
     changed = {k for k in wf.parser.config if wf.parser.config[k] != base.parser.config.get(k)}
@@ -303,8 +362,18 @@ def test_baseline_and_ablation_overrides_swap_the_network_only(override, config,
 
 
 def test_training_can_start_from_pretrained_weights(sim_dir, trained, tmp_path):
-    wf = workflow(TRAIN, "train", dataset_dir=str(sim_dir), output_dir=str(tmp_path / "run"), ckpt_dir=str(tmp_path / "models"),
-                  pretrained=str(trained / "models" / "model.pt"), learning_rate=0.0, max_epochs=1, **TINY, **NET)  # fmt: skip
+    wf = workflow(
+        TRAIN,
+        "train",
+        dataset_dir=str(sim_dir),
+        output_dir=str(tmp_path / "run"),
+        ckpt_dir=str(tmp_path / "models"),
+        pretrained=str(trained / "models" / "model.pt"),
+        learning_rate=0.0,
+        max_epochs=1,
+        **TINY,
+        **NET,
+    )
     wf.run()
     before = torch.load(trained / "models" / "model.pt", weights_only=True)
     after = torch.load(tmp_path / "models" / "model.pt", weights_only=True)

@@ -54,4 +54,4 @@ def bundle_run(args: list[str], log_file: str | Path | None = None) -> tuple[flo
 def config_files(*files: str | None) -> str:
     """The ``--config_file`` value for one config or a list of configs merged in order (None entries skipped)."""
     files = [f for f in files if f]
-    return files[0] if len(files) == 1 else "[" + ",".join(f"'{f}'" for f in files) + "]"
+    return files[0] if len(files) == 1 else "['" + "','".join(files) + "']"

@@ -36,7 +36,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-
 from scripts.benchmarks import SectionResult, markdown_table, mean_sd
 from scripts.benchmarks.bundle_runs import REPO, bundle_run, config_files
 
@@ -61,15 +60,30 @@ class Model:
 
 MODELS = (
     Model("hybrid", "HybridUNet (default)", None, "hybrid"),
-    Model("hybrid_no_multiscale", "HybridUNet − multi-scale residual (plain 3D blocks)",
-          "configs/baselines/hybrid_no_multiscale.yaml", "hybrid", {"multiscale_residual": False}),
-    Model("hybrid_mean_pooling", "HybridUNet − attention pooling (mean)",
-          "configs/baselines/hybrid_mean_pooling.yaml", "hybrid", {"attention_pooling": False}),
-    Model("hybrid_plain_compression", "HybridUNet − spectral compression (mean)",
-          "configs/baselines/hybrid_plain_compression.yaml", "hybrid", {"spectral_compression": False}),
+    Model(
+        "hybrid_no_multiscale",
+        "HybridUNet − multi-scale residual (plain 3D blocks)",
+        "configs/baselines/hybrid_no_multiscale.yaml",
+        "hybrid",
+        {"multiscale_residual": False},
+    ),
+    Model(
+        "hybrid_mean_pooling",
+        "HybridUNet − attention pooling (mean)",
+        "configs/baselines/hybrid_mean_pooling.yaml",
+        "hybrid",
+        {"attention_pooling": False},
+    ),
+    Model(
+        "hybrid_plain_compression",
+        "HybridUNet − spectral compression (mean)",
+        "configs/baselines/hybrid_plain_compression.yaml",
+        "hybrid",
+        {"spectral_compression": False},
+    ),
     Model("nnunet_2d", "nnU-Net-style 2D (DynUNet)", "configs/baselines/nnunet_2d.yaml", "nnunet2d"),
     Model("unet3d", "3D-UNet (BasicUNet 3D)", "configs/baselines/unet3d.yaml", "unet3d"),
-)  # fmt: skip
+)
 MODEL_BY_KEY = {m.key: m for m in MODELS}
 PHASOR_METHODS = {"phasor_tuned": "optimized phasor, tuned", "phasor_untuned": "phasor, untuned (class defaults)"}
 SUPERVISION = {"gt": "ground truth", "phasor": "phasor pseudo-labels"}
@@ -94,17 +108,38 @@ class Plan:
 
 
 FULL = Plan(
-    size=256, per_preset=(8, 2, 6), epochs=32, val_interval=4, patch=64, time_limit_s=480,
+    size=256,
+    per_preset=(8, 2, 6),
+    epochs=32,
+    val_interval=4,
+    patch=64,
+    time_limit_s=480,
     seeds={"hybrid": (0, 1, 2), "nnunet_2d": (0, 1, 2)},
-    snr_levels=(3.0, 5.0, 8.0, 13.0, 20.0, 35.0), background_levels=(0.05, 0.2, 0.4, 0.8, 1.2), sweep_repeats=2,
-)  # fmt: skip
+    snr_levels=(3.0, 5.0, 8.0, 13.0, 20.0, 35.0),
+    background_levels=(0.05, 0.2, 0.4, 0.8, 1.2),
+    sweep_repeats=2,
+)
 QUICK = Plan(
-    size=128, per_preset=(2, 1, 1), epochs=1, val_interval=1, patch=64, time_limit_s=120, seeds={},
-    snr_levels=(5.0, 25.0), background_levels=(0.1, 0.8), sweep_repeats=1,
-)  # fmt: skip
+    size=128,
+    per_preset=(2, 1, 1),
+    epochs=1,
+    val_interval=1,
+    patch=64,
+    time_limit_s=120,
+    seeds={},
+    snr_levels=(5.0, 25.0),
+    background_levels=(0.1, 0.8),
+    sweep_repeats=1,
+)
 
 
 # ---------------------------------------------------------------------------------------------- data
+
+
+#: Link from the model card to the comparison section of results.md.
+RESULTS_ANCHOR = (
+    "results.md#segmentation-accuracy-hybrid-unet-vs-ablations-vs-nnu-net-style-vs-3d-unet-vs-optimized-phasor"
+)
 
 
 def _write_json(path: Path, data) -> None:
@@ -144,8 +179,14 @@ def build_data(root: Path, plan: Plan) -> dict:
     from scripts.io.writer import write_label_map, write_stack
     from scripts.simulation.dataset import simulate_dataset
 
-    key = {"size": plan.size, "per_preset": list(plan.per_preset), "seed": DATA_SEED,
-           "snr": list(plan.snr_levels), "background": list(plan.background_levels), "repeats": plan.sweep_repeats}  # fmt: skip
+    key = {
+        "size": plan.size,
+        "per_preset": list(plan.per_preset),
+        "seed": DATA_SEED,
+        "snr": list(plan.snr_levels),
+        "background": list(plan.background_levels),
+        "repeats": plan.sweep_repeats,
+    }
     if record := _done(root / "data.json", key):
         return record
     shutil.rmtree(root, ignore_errors=True)
@@ -166,8 +207,14 @@ def build_data(root: Path, plan: Plan) -> dict:
         write_stack(images / f"{stem}.nii.gz", ph.stack, ph.wavenumbers, 0.25)
         write_label_map(labels / stem, ph.labels, formats=("nii.gz",), pixel_size_um=0.25)
         split["sweep"].append(stem)
-        stems[stem] = {"preset": "default", "folder": "sweep", "part": "sweep", "varied": name, "level": level,
-                       **ph.params}  # fmt: skip
+        stems[stem] = {
+            "preset": "default",
+            "folder": "sweep",
+            "part": "sweep",
+            "varied": name,
+            "level": level,
+            **ph.params,
+        }
     record = {"plan": key, "split": split, "stems": stems}
     _write_json(root / "data.json", record)
     return record
@@ -197,9 +244,23 @@ def run_phasor(work: Path, data: dict, name: str, parameters_file: Path) -> dict
         target = work / "phasor" / name / folder
         if not _done(target / "done.json", data["plan"]):
             shutil.rmtree(target, ignore_errors=True)
-            bundle_run(["--config_file", "configs/phasor.yaml", "--dataset_dir", str(work / "data" / folder / "images"),
-                        "--output_dir", str(target), "--parameters_file", str(parameters_file), "--plots", "false",
-                        "--label_formats", "['nii.gz']"], log_file=target.parent / f"{folder}.log")  # fmt: skip
+            bundle_run(
+                [
+                    "--config_file",
+                    "configs/phasor.yaml",
+                    "--dataset_dir",
+                    str(work / "data" / folder / "images"),
+                    "--output_dir",
+                    str(target),
+                    "--parameters_file",
+                    str(parameters_file),
+                    "--plots",
+                    "false",
+                    "--label_formats",
+                    "['nii.gz']",
+                ],
+                log_file=target.parent / f"{folder}.log",
+            )
             _write_json(target / "done.json", {"plan": data["plan"]})
         out.update(label_maps(target / "labels"))
     return out
@@ -220,25 +281,56 @@ def _epochs_done(log: str) -> int:
     return max(map(int, found)) if found else 0
 
 
-def train_and_evaluate(work: Path, plan: Plan, model: Model, supervision: str, seed: int,
-                       datalist: Path, eval_split: str) -> dict:  # fmt: skip
+def train_and_evaluate(
+    work: Path, plan: Plan, model: Model, supervision: str, seed: int, datalist: Path, eval_split: str
+) -> dict:
     """Train one network with configs/train.yaml and score it with configs/evaluate.yaml (once per plan)."""
     folder = run_dir(work, model, supervision, seed)
     key = {"plan": asdict(plan), "model": model.key, "supervision": supervision, "seed": seed, "split": eval_split}
     if record := _done(folder / "done.json", key):
         return record
     shutil.rmtree(folder, ignore_errors=True)
-    common = ["--datalist_file", str(datalist), "--ckpt_dir", str(folder / "models"), "--seed", str(seed),
-              "--val_roi_size", f"[{plan.size},{plan.size}]"]  # fmt: skip
-    train_args = ["--config_file", config_files("configs/train.yaml", model.override), "--output_dir",
-                  str(folder / "train"), "--max_epochs", str(plan.epochs), "--val_interval", str(plan.val_interval),
-                  "--patch_size", f"[{plan.patch},{plan.patch}]", "--time_limit_s", str(plan.time_limit_s), *common]  # fmt: skip
+    common = [
+        "--datalist_file",
+        str(datalist),
+        "--ckpt_dir",
+        str(folder / "models"),
+        "--seed",
+        str(seed),
+        "--val_roi_size",
+        f"[{plan.size},{plan.size}]",
+    ]
+    train_args = [
+        "--config_file",
+        config_files("configs/train.yaml", model.override),
+        "--output_dir",
+        str(folder / "train"),
+        "--max_epochs",
+        str(plan.epochs),
+        "--val_interval",
+        str(plan.val_interval),
+        "--patch_size",
+        f"[{plan.patch},{plan.patch}]",
+        "--time_limit_s",
+        str(plan.time_limit_s),
+        *common,
+    ]
     print(f"[comparison] training {folder.name} ...", flush=True)
     wall, peak, log = bundle_run(train_args, log_file=folder / "train.log")
     best = re.findall(r"Key metric: val_mean_dice best value: ([\d.]+) at epoch: (\d+)", log)
-    eval_args = ["--config_file", config_files("configs/train.yaml", model.override, "configs/evaluate.yaml"),
-                 "--output_dir", str(folder / "eval"), "--eval_split", eval_split, "--label_formats", "['nii.gz']",
-                 "--overlays", "false", *common]  # fmt: skip
+    eval_args = [
+        "--config_file",
+        config_files("configs/train.yaml", model.override, "configs/evaluate.yaml"),
+        "--output_dir",
+        str(folder / "eval"),
+        "--eval_split",
+        eval_split,
+        "--label_formats",
+        "['nii.gz']",
+        "--overlays",
+        "false",
+        *common,
+    ]
     eval_wall, _, _ = bundle_run(eval_args, log_file=folder / "evaluate.log")
     record = {
         "parameters": checkpoint_parameters(folder / "models"),
@@ -374,8 +466,12 @@ def measure(plan: Plan, work: Path) -> dict:
         "phasor_untuned": run_phasor(work, data, "untuned", untuned_file),
     }
     tuned = phasor_maps["phasor_tuned"]
-    lists = {"training": split["training"], "validation": split["validation"], "test": split["test"],
-             "test_and_sweep": split["test"] + split["sweep"]}  # fmt: skip
+    lists = {
+        "training": split["training"],
+        "validation": split["validation"],
+        "test": split["test"],
+        "test_and_sweep": split["test"] + split["sweep"],
+    }
     datalists = {
         "gt": write_datalist(work / "datalist_gt.json", lists, lambda s: image_path(root, data, s), truth.get),
         "phasor": write_datalist(work / "datalist_phasor.json", lists, lambda s: image_path(root, data, s), tuned.get),
@@ -387,18 +483,37 @@ def measure(plan: Plan, work: Path) -> dict:
     }
     methods: dict = {}
     for name, maps in phasor_maps.items():
-        methods[name] = {"label": PHASOR_METHODS[name], "kind": "phasor", "supervision": None,
-                         "seeds": {0: score_method(maps, eval_stems, references)}, "runs": {}}  # fmt: skip
+        methods[name] = {
+            "label": PHASOR_METHODS[name],
+            "kind": "phasor",
+            "supervision": None,
+            "seeds": {0: score_method(maps, eval_stems, references)},
+            "runs": {},
+        }
     for supervision in ("gt", "phasor") if plan.weak_supervision else ("gt",):
         for key in plan.models:
             model = MODEL_BY_KEY[key]
             seeds = plan.seeds.get(key, (0,)) if supervision == "gt" else (0,)
-            entry = {"label": model.label, "kind": "network", "model": key, "supervision": supervision,
-                     "seeds": {}, "runs": {}, "evaluate_csv_max_diff": 0.0}  # fmt: skip
+            entry = {
+                "label": model.label,
+                "kind": "network",
+                "model": key,
+                "supervision": supervision,
+                "seeds": {},
+                "runs": {},
+                "evaluate_csv_max_diff": 0.0,
+            }
             for seed in seeds:
                 with_sweep = supervision == "gt" and seed == seeds[0]
-                record = train_and_evaluate(work, plan, model, supervision, seed, datalists[supervision],
-                                            "test_and_sweep" if with_sweep else "test")  # fmt: skip
+                record = train_and_evaluate(
+                    work,
+                    plan,
+                    model,
+                    supervision,
+                    seed,
+                    datalists[supervision],
+                    "test_and_sweep" if with_sweep else "test",
+                )
                 stems = eval_stems if with_sweep else split["test"]
                 predicted = label_maps(run_dir(work, model, supervision, seed) / "eval" / "overlays")
                 scores = score_method(predicted, stems, references)
@@ -442,18 +557,23 @@ def robustness_plot(levels: dict, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from scripts.io.writer import atomic_path
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharey=True)
-    for col, (param, xlabel) in enumerate((("snr", "SNR (cytoplasm protein peak / noise sd)"),
-                                            ("background", "non-Raman background at field centre"))):  # fmt: skip
+    for col, (param, xlabel) in enumerate(
+        (("snr", "SNR (cytoplasm protein peak / noise sd)"), ("background", "non-Raman background at field centre"))
+    ):
         for row, cls in enumerate(CLASSES):
             ax = axes[row, col]
             for label, by_level in levels[param].items():
                 xs = sorted(by_level, key=float)
-                ax.plot([float(x) for x in xs], [by_level[x][cls]["mean"] for x in xs], marker="o", label=label,
-                        linestyle="--" if "phasor" in label else "-")  # fmt: skip
+                ax.plot(
+                    [float(x) for x in xs],
+                    [by_level[x][cls]["mean"] for x in xs],
+                    marker="o",
+                    label=label,
+                    linestyle="--" if "phasor" in label else "-",
+                )
             ax.set_xscale("log")
             ax.set_xticks([float(x) for x in xs], labels=xs)
             ax.minorticks_off()
@@ -478,8 +598,10 @@ def report(result: dict, plan: Plan, plot_path: Path) -> SectionResult:
     gt_rows = [k for k in methods if k.endswith("_gt")] + list(PHASOR_METHODS)
     weak_rows = [k for k in methods if k.endswith("_phasor")]
     averaged = {k: _method_scores(v) for k, v in methods.items()}
-    summary = {k: {"all": summarise(averaged[k], test), **{p: summarise(averaged[k], by_preset[p]) for p in PRESETS}}
-               for k in methods}  # fmt: skip
+    summary = {
+        k: {"all": summarise(averaged[k], test), **{p: summarise(averaged[k], by_preset[p]) for p in PRESETS}}
+        for k in methods
+    }
 
     # 1. per preset, vs ground truth
     rows = []
@@ -498,9 +620,7 @@ def report(result: dict, plan: Plan, plot_path: Path) -> SectionResult:
         seed_txt = (
             f"{seeds} (sd {sd['nucleus']:.3f} / {sd['lipid_droplet']:.3f})"
             if seeds > 1
-            else str(seeds)
-            if m["kind"] == "network"
-            else "–"
+            else str(seeds) if m["kind"] == "network" else "–"
         )
         vs_phasor = ["–", "–"] if k == "phasor_tuned" else [_cell(s["phasor"][c]["dice"]) for c in CLASSES]
         if m["kind"] == "network":
@@ -513,19 +633,46 @@ def report(result: dict, plan: Plan, plot_path: Path) -> SectionResult:
                 f"{r['best_val_mean_dice']:.3f} ({r['best_epoch']})" for r in runs if r["best_val_mean_dice"]
             )
             c = cost_of(MODEL_BY_KEY[m["model"]], costs)
-            cost = [f"{runs[0]['parameters'] / 1e6:.2f} M",
-                    f"{c['latency_s']:.2f}" if c.get("latency_s") else "–",
-                    f"{c['peak_memory_mib']:.0f}" if c.get("peak_memory_mib") else "–"]  # fmt: skip
+            cost = [
+                f"{runs[0]['parameters'] / 1e6:.2f} M",
+                f"{c['latency_s']:.2f}" if c.get("latency_s") else "–",
+                f"{c['peak_memory_mib']:.0f}" if c.get("peak_memory_mib") else "–",
+            ]
         else:
             epochs, train_min, seed_txt, best_val = "–", "–", "–", "–"
             cost = ["–", "see phasor section", "–"]
-        rows.append([m["label"], *(_cell(s["gt"][c]["dice"]) for c in CLASSES),
-                     *(_cell(s["gt"][c]["hd95"], 2) for c in CLASSES), *vs_phasor, seed_txt, epochs, best_val, train_min, *cost])  # fmt: skip
+        rows.append(
+            [
+                m["label"],
+                *(_cell(s["gt"][c]["dice"]) for c in CLASSES),
+                *(_cell(s["gt"][c]["hd95"], 2) for c in CLASSES),
+                *vs_phasor,
+                seed_txt,
+                epochs,
+                best_val,
+                train_min,
+                *cost,
+            ]
+        )
     table_pooled = markdown_table(
-        ["method", "Dice nucleus", "Dice lipid droplet", "HD95 nucleus (px)", "HD95 lipid droplet (px)",
-         "Dice nucleus vs phasor labels", "Dice LD vs phasor labels", "training seeds (sd of mean)",
-         f"epochs (of {plan.epochs})", "best validation mean Dice (epoch), per seed", "training wall (min)", "parameters", "latency 512²×64 (s)",
-         "peak memory 512²×64 (MiB)"], rows)  # fmt: skip
+        [
+            "method",
+            "Dice nucleus",
+            "Dice lipid droplet",
+            "HD95 nucleus (px)",
+            "HD95 lipid droplet (px)",
+            "Dice nucleus vs phasor labels",
+            "Dice LD vs phasor labels",
+            "training seeds (sd of mean)",
+            f"epochs (of {plan.epochs})",
+            "best validation mean Dice (epoch), per seed",
+            "training wall (min)",
+            "parameters",
+            "latency 512²×64 (s)",
+            "peak memory 512²×64 (MiB)",
+        ],
+        rows,
+    )
 
     # 3. weak supervision
     teacher = summary["phasor_tuned"]["all"]["gt"]
@@ -546,12 +693,25 @@ def report(result: dict, plan: Plan, plot_path: Path) -> SectionResult:
             if gt_key in summary
             else [math.nan] * 2
         )
-        rows.append([m["label"], *(_cell(s["gt"][c]["dice"]) for c in CLASSES),
-                     " / ".join(f"{d:+.3f}" for d in delta), *(_cell(s["phasor"][c]["dice"]) for c in CLASSES)])  # fmt: skip
+        rows.append(
+            [
+                m["label"],
+                *(_cell(s["gt"][c]["dice"]) for c in CLASSES),
+                " / ".join(f"{d:+.3f}" for d in delta),
+                *(_cell(s["phasor"][c]["dice"]) for c in CLASSES),
+            ]
+        )
     table_weak = markdown_table(
-        ["trained on tuned-phasor pseudo-labels", "Dice nucleus vs GT", "Dice lipid droplet vs GT",
-         "Δ vs same network trained on GT (nucleus / LD)", "Dice nucleus vs phasor labels", "Dice LD vs phasor labels"],
-        rows)  # fmt: skip
+        [
+            "trained on tuned-phasor pseudo-labels",
+            "Dice nucleus vs GT",
+            "Dice lipid droplet vs GT",
+            "Δ vs same network trained on GT (nucleus / LD)",
+            "Dice nucleus vs phasor labels",
+            "Dice LD vs phasor labels",
+        ],
+        rows,
+    )
 
     # 4. robustness
     sweep_methods = [k for k in gt_rows if all(s in averaged[k] for s in split["sweep"])]
@@ -559,23 +719,36 @@ def report(result: dict, plan: Plan, plot_path: Path) -> SectionResult:
     for param, values in (("snr", plan.snr_levels), ("background", plan.background_levels)):
         for k in sweep_methods:
             levels[param][methods[k]["label"]] = {
-                f"{v:g}": {c: mean_sd(averaged[k][s]["gt"][c]["dice"] for s in split["sweep"]
-                                      if stems_info[s].get("varied") == param and stems_info[s]["level"] == v)
-                           for c in CLASSES}
+                f"{v:g}": {
+                    c: mean_sd(
+                        averaged[k][s]["gt"][c]["dice"]
+                        for s in split["sweep"]
+                        if stems_info[s].get("varied") == param and stems_info[s]["level"] == v
+                    )
+                    for c in CLASSES
+                }
                 for v in values
-            }  # fmt: skip
+            }
     robustness_tables = []
     for param, values, name in (("snr", plan.snr_levels, "SNR"), ("background", plan.background_levels, "background")):
-        rows = [[label] + [" / ".join("–" if d[f"{v:g}"][c]["n"] == 0 else f"{d[f'{v:g}'][c]['mean']:.3f}" for c in CLASSES)
-                           for v in values] for label, d in levels[param].items()]  # fmt: skip
+        rows = [
+            [label]
+            + [
+                " / ".join("–" if d[f"{v:g}"][c]["n"] == 0 else f"{d[f'{v:g}'][c]['mean']:.3f}" for c in CLASSES)
+                for v in values
+            ]
+            for label, d in levels[param].items()
+        ]
         robustness_tables.append(markdown_table([f"Dice nucleus / LD at {name} ="] + [f"{v:g}" for v in values], rows))
     if sweep_methods:
         robustness_plot(levels, plot_path)
 
     # verdicts
     verdicts = targets(summary, methods, costs, test)
-    budget = (f"{plan.epochs} epochs of {-(-len(split['training']) // 2)} iterations (2 stacks × 4 patches of "
-              f"{plan.patch}×{plan.patch}×64) or {plan.time_limit_s / 60:.0f} min of wall time, whichever ends first")  # fmt: skip
+    budget = (
+        f"{plan.epochs} epochs of {-(-len(split['training']) // 2)} iterations (2 stacks × 4 patches of "
+        f"{plan.patch}×{plan.patch}×64) or {plan.time_limit_s / 60:.0f} min of wall time, whichever ends first"
+    )
     n_train, n_val, n_test = plan.per_preset
     all_runs = [r for m in methods.values() for r in m["runs"].values()]
     train_min = sum(r["train_wall_s"] for r in all_runs) / 60
@@ -623,8 +796,8 @@ model selection also uses them, as a user without annotations would.
 ![Dice vs SNR and vs background]({plot_path.name})
 
 {plan.sweep_repeats} stack(s) per level (`scripts.benchmarks.comparison.sweep_phantoms`, seed {SWEEP_SEED}); all other
-parameters drawn from the default preset; "–": no lipid droplet in the stacks of that level. Networks trained on ground truth (seed 0); phasor with fixed (tuned)
-parameters.
+parameters drawn from the default preset; "–": no lipid droplet in the stacks of that level. Networks trained on
+ground truth (seed 0); phasor with fixed (tuned) parameters.
 
 ### Targets
 
@@ -632,7 +805,8 @@ parameters.
 
 Compute behind these tables: {train_min:.0f} min of training and {eval_min:.0f} min of evaluation (the sum of the
 runs' wall times on this machine), plus the data, phasor and scoring steps; this rendering of the section took
-{result["wall_s"] / 60:.0f} min (finished runs are reused). Work files, logs and trained weights: `outputs/benchmark{"_quick" if plan is QUICK else ""}/`.
+{result["wall_s"] / 60:.0f} min (finished runs are reused). Work files, logs and trained weights:
+`outputs/benchmark{"_quick" if plan is QUICK else ""}/`.
 """
     card_rows = []
     for k in gt_rows + weak_rows:
@@ -641,18 +815,24 @@ runs' wall times on this machine), plus the data, phasor and scoring steps; this
         card_rows.append(
             [m["label"] + trained, *(_cell(s[c]["dice"]) for c in CLASSES), *(_cell(s[c]["hd95"], 1) for c in CLASSES)]
         )
-    model_card = f"""{markdown_table(["method", "Dice nucleus", "Dice lipid droplet", "HD95 nucleus (px)", "HD95 lipid droplet (px)"], card_rows)}
+    card_header = ["method", "Dice nucleus", "Dice lipid droplet", "HD95 nucleus (px)", "HD95 lipid droplet (px)"]
+    model_card = f"""{markdown_table(card_header, card_rows)}
 
 Mean ± sd over {len(test)} simulated test stacks of {plan.size}×{plan.size}×64 ({n_test} per preset easy/default/hard),
 scored against the simulator's exact ground truth; every network trained by `configs/train.yaml` with the same
 budget ({budget}) on {len(split["training"])} simulated stacks. These benchmark networks are **not** the shipped
 weights (those were trained longer on 512×512 fields, see Training). Full tables, per preset, robustness to SNR and
-background, and the targets: [results.md](results.md#segmentation-accuracy-hybrid-unet-vs-ablations-vs-nnu-net-style-vs-3d-unet-vs-optimized-phasor).
+background, and the targets: [results.md]({RESULTS_ANCHOR}).
 
-{verdicts}"""  # fmt: skip
-    json_data = {"plan": asdict(plan), "summary": summary, "robustness": levels,
-                 "runs": {k: v["runs"] for k, v in methods.items()}, "wall_s": result["wall_s"],
-                 "per_image": {k: averaged[k] for k in methods}}  # fmt: skip
+{verdicts}"""
+    json_data = {
+        "plan": asdict(plan),
+        "summary": summary,
+        "robustness": levels,
+        "runs": {k: v["runs"] for k, v in methods.items()},
+        "wall_s": result["wall_s"],
+        "per_image": {k: averaged[k] for k in methods},
+    }
     return SectionResult(markdown, json_data, model_card)
 
 
@@ -670,8 +850,10 @@ def targets(summary: dict, methods: dict, costs: dict, test_stems: list[str]) ->
             if summary[k]["all"]["gt"][cls]["dice"]["mean"] >= hyb[cls]["dice"]["mean"]
         ]
         verdict = "**met**" if not behind else "**not met**: " + ", ".join(behind) + " ahead or equal"
-        lines.append(f"- HybridUNet ahead of the baselines and the phasor on {CLASS_NAMES[cls]} "
-                     f"(Dice {hyb[cls]['dice']['mean']:.3f}): {verdict}.")  # fmt: skip
+        lines.append(
+            f"- HybridUNet ahead of the baselines and the phasor on {CLASS_NAMES[cls]} "
+            f"(Dice {hyb[cls]['dice']['mean']:.3f}): {verdict}."
+        )
     default_cost = cost_of(MODEL_BY_KEY["hybrid"], costs)
     seed_sd = _seed_sd(methods["hybrid_gt"], test_stems)
     noise = {cls: 0.0 if math.isnan(v) else v for cls, v in seed_sd.items()}
@@ -687,8 +869,11 @@ def targets(summary: dict, methods: dict, costs: dict, test_stems: list[str]) ->
                 rel = c[field_] / default_cost[field_] - 1
                 cost_txt.append(f"{name} {rel:+.0%}")
         lowers_score = [CLASS_NAMES[cls] for cls in CLASSES if d[cls] < -noise[cls]]
-        raises_cost = [name for name, f in (("parameters", "parameters"), ("GMACs", "gmacs"))
-                       if c.get(f) and default_cost.get(f) and c[f] > default_cost[f] * 1.01]  # fmt: skip
+        raises_cost = [
+            name
+            for name, f in (("parameters", "parameters"), ("GMACs", "gmacs"))
+            if c.get(f) and default_cost.get(f) and c[f] > default_cost[f] * 1.01
+        ]
         raises_score = [CLASS_NAMES[cls] for cls in CLASSES if d[cls] > noise[cls]]
         effects = []
         if raises_score:
@@ -705,12 +890,16 @@ def targets(summary: dict, methods: dict, costs: dict, test_stems: list[str]) ->
                 "nothing measurable in this benchmark"
             )
         )
-        lines.append(f"- {MODEL_BY_KEY[key].label}: Dice nucleus {d['nucleus']:+.3f}, lipid droplet "
-                     f"{d['lipid_droplet']:+.3f} vs the default; {', '.join(cost_txt) or 'cost not measured'} → {what}.")  # fmt: skip
+        lines.append(
+            f"- {MODEL_BY_KEY[key].label}: Dice nucleus {d['nucleus']:+.3f}, lipid droplet "
+            f"{d['lipid_droplet']:+.3f} vs the default; {', '.join(cost_txt) or 'cost not measured'} → {what}."
+        )
     if not math.isnan(seed_sd["nucleus"]):
-        lines.append(f"- For scale: the sd over training seeds of the default HybridUNet's mean Dice is "
-                     f"{seed_sd['nucleus']:.3f} (nucleus) / {seed_sd['lipid_droplet']:.3f} (lipid droplet); "
-                     "differences smaller than that are not evidence.")  # fmt: skip
+        lines.append(
+            f"- For scale: the sd over training seeds of the default HybridUNet's mean Dice is "
+            f"{seed_sd['nucleus']:.3f} (nucleus) / {seed_sd['lipid_droplet']:.3f} (lipid droplet); "
+            "differences smaller than that are not evidence."
+        )
     return "\n".join(lines)
 
 

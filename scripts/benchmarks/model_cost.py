@@ -232,15 +232,7 @@ def run(quick: bool) -> SectionResult:
             print(f"[model_cost] {label} at {size[0]}x{size[1]}x{size[2]} ...", flush=True)
             result = measure_least_contended(kind, kwargs, size, repeats, attempts)
             rows.append({"model": label, "kind": kind, "kwargs": kwargs, "size": size, "repeats": repeats, **result})
-    header = [
-        "model",
-        "input H×W×K",
-        "parameters",
-        "weights (MB)",
-        "GMACs",
-        "latency (s, median)",
-        "peak memory (MiB)",
-    ]
+    header = ["model", "input H×W×K", "parameters", "weights (MB)", "GMACs", "latency (s, median)", "peak memory (MiB)"]
     table_rows = [
         [
             r["model"],

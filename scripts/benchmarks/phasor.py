@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from scripts.benchmarks import SectionResult, markdown_table, mean_sd
 
 TITLE = "Optimized phasor: Dice vs simulator ground truth, and time per stack"
@@ -118,8 +117,10 @@ def run(quick: bool = False) -> SectionResult:
         mean_u = np.nanmean([acc[preset]["untuned"][c]["mean"] for c in ("nucleus", "lipid_droplet")])
         mean_t = np.nanmean([acc[preset]["tuned"][c]["mean"] for c in ("nucleus", "lipid_droplet")])
         rows.append([preset, "**mean of both**", f"{mean_u:.3f}", f"**{mean_t:.3f}**", ""])
-    dice_table = markdown_table(["preset", "class", "untuned (class defaults)", "tuned (configs/phasor_parameters.yaml)",
-                                 "stacks with class"], rows)  # fmt: skip
+    dice_table = markdown_table(
+        ["preset", "class", "untuned (class defaults)", "tuned (configs/phasor_parameters.yaml)", "stacks with class"],
+        rows,
+    )
     time_rows = [
         [
             fmt,
@@ -148,7 +149,10 @@ def run(quick: bool = False) -> SectionResult:
     nifti = times["nii.gz"]
     verdict = "met" if fastest[0] < TARGET_SECONDS else "not met"
     if nifti["end_to_end"] < TARGET_SECONDS:
-        nifti_note = f"Gzip-compressed float32 NIfTI input also meets it ({nifti['end_to_end']:.2f} s, of which reading {nifti['read']:.2f} s)."
+        nifti_note = (
+            f"Gzip-compressed float32 NIfTI input also meets it ({nifti['end_to_end']:.2f} s, "
+            f"of which reading {nifti['read']:.2f} s)."
+        )
     else:
         nifti_note = (
             f"Reading a gzip-compressed float32 NIfTI alone takes {nifti['read']:.2f} s (decompression of 64 MB), so "
@@ -165,7 +169,8 @@ hand-set class defaults of `PhasorParameters`. The default-preset tuned Dice is 
 
 One 512×512×64 float32 stack, best of {repeats} run(s) per step; load average at the start
 {times["load_average"]} (2 cores, shared with other jobs: CPU seconds of the process in brackets — they
-exceed the wall time when both cores work for it, and fall short of it when other jobs take the CPU). Target: under {TARGET_SECONDS} s end to end — **{verdict}** for
+exceed the wall time when both cores work for it, and fall short of it when other jobs take the CPU).
+Target: under {TARGET_SECONDS} s end to end — **{verdict}** for
 `.{fastest[1]}` ({fastest[0]:.2f} s); the segmentation itself takes at most {seg:.2f} s. {nifti_note}
 """
     return SectionResult(markdown, {"accuracy": acc, "timing": times, "num": num, "size": size})

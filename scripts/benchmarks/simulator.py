@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from scripts.benchmarks import SectionResult, markdown_table
 from scripts.io.writer import write_label_map, write_stack
 from scripts.simulation.phantom import PRESETS, simulate_phantom, to_uint16

@@ -12,7 +12,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from scripts.benchmarks import SectionResult, markdown_table
 from scripts.benchmarks.bundle_runs import REPO, bundle_run
 from scripts.io.writer import write_stack
@@ -49,9 +48,22 @@ def run(quick: bool) -> SectionResult:
         n_train = 4 if quick else 8
         simulate_dataset(tmp / "train_data", num=n_train + 2, seed=11, height=512, width=512)
         epochs = 2
-        wall, peak, log = bundle_run(["--config_file", "configs/train.yaml", "--dataset_dir", str(tmp / "train_data"),
-                                       "--output_dir", str(tmp / "train_out"), "--ckpt_dir", str(tmp / "models"),
-                                       "--max_epochs", str(epochs), "--val_interval", str(epochs)])  # fmt: skip
+        wall, peak, log = bundle_run(
+            [
+                "--config_file",
+                "configs/train.yaml",
+                "--dataset_dir",
+                str(tmp / "train_data"),
+                "--output_dir",
+                str(tmp / "train_out"),
+                "--ckpt_dir",
+                str(tmp / "models"),
+                "--max_epochs",
+                str(epochs),
+                "--val_interval",
+                str(epochs),
+            ]
+        )
         times = [
             _seconds(m)
             for m in re.findall(
@@ -80,7 +92,8 @@ def run(quick: bool) -> SectionResult:
     note = (
         f"Training (`configs/train.yaml`, batch 2 stacks × 4 patches of 128×128×64, CPU): "
         f"**{train['seconds_per_epoch']:.0f} s per epoch** over {train['train_stacks']} training stacks of 512×512×64 "
-        f"({train['iterations_per_epoch']} iterations, {train['seconds_per_epoch'] / max(train['iterations_per_epoch'], 1):.1f} s each; "
+        f"({train['iterations_per_epoch']} iterations, "
+        f"{train['seconds_per_epoch'] / max(train['iterations_per_epoch'], 1):.1f} s each; "
         f"validation excluded), peak memory {train['peak_rss_mib']:.0f} MiB. Inference wall times include Python start-up, "
         "model loading, reading, resampling, the sliding window (256×256, overlap 0.25) and writing NIfTI + TIFF label maps, "
         "overlay PNG and summary CSV."

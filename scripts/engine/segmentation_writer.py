@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from scipy import ndimage
-
 from scripts.io.formats import stack_stem
 from scripts.io.overlay import overlay_rgb, save_png
 from scripts.io.writer import atomic_path, check_writable, write_label_map

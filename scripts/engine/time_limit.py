@@ -53,6 +53,10 @@ class TrainingTimeLimit:
         self.stopped_at = epoch
         logger.info(
             "time limit: stopping after epoch %d of %d (%.0f s used, %.0f s per epoch, limit %.0f s)",
-            epoch, engine.state.max_epochs, elapsed, per_epoch, self.limit_s,
-        )  # fmt: skip
+            epoch,
+            engine.state.max_epochs,
+            elapsed,
+            per_epoch,
+            self.limit_s,
+        )
         engine.terminate()

@@ -9,7 +9,6 @@ import logging
 from pathlib import Path
 
 from monai.data import load_decathlon_datalist
-
 from scripts.io.formats import HSRSInputError, stack_format
 
 logger = logging.getLogger(__name__)

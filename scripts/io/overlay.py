@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-
 from scripts.io.writer import atomic_path
 
 logger = logging.getLogger(__name__)

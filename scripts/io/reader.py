@@ -43,7 +43,6 @@ from typing import Any
 import numpy as np
 from monai.data import ImageReader
 from monai.utils import ensure_tuple
-
 from scripts.io.formats import NIFTI_EXTENSION_CODE, TIFF_SUFFIXES, HSRSInputError, stack_format
 from scripts.io.sidecar import read_sidecar
 from scripts.spectra.axis import CANONICAL_RANGE, assumed_wavenumbers, validate_wavenumbers
@@ -164,9 +163,7 @@ def _repair_non_finite(stack: np.ndarray, path: Path, nan_policy: str) -> np.nda
 
 
 def read_hsrs(
-    path: str | Path,
-    assumed_wavenumber_range: Sequence[float] = CANONICAL_RANGE,
-    nan_policy: str = "repair",
+    path: str | Path, assumed_wavenumber_range: Sequence[float] = CANONICAL_RANGE, nan_policy: str = "repair"
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Read one HSRS stack or label map without MONAI; see the module docstring for formats.
 
@@ -212,8 +209,12 @@ def read_hsrs(
         logger.warning(
             "%s: no wavenumbers stored with this %d-frame stack; ASSUMING evenly spaced %g–%g cm⁻¹ in frame order. "
             "Store them (sidecar %s) or set assumed_wavenumber_range if this is wrong.",
-            path, num_frames, wavenumbers[0], wavenumbers[-1], "wavenumbers.json" if fmt == "tiff_folder" else "<stem>.json",
-        )  # fmt: skip
+            path,
+            num_frames,
+            wavenumbers[0],
+            wavenumbers[-1],
+            "wavenumbers.json" if fmt == "tiff_folder" else "<stem>.json",
+        )
     try:
         wavenumbers = validate_wavenumbers(wavenumbers, num_frames, str(path))
     except ValueError as e:

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from scripts.io.formats import stack_stem
 
 SIDECAR_KEY = "wavenumbers"
@@ -50,7 +49,7 @@ def read_sidecar(stack_path: str | Path) -> tuple[np.ndarray | None, dict]:
         except (ValueError, TypeError) as e:
             raise ValueError(
                 f"{cand}: cannot read the wavenumber sidecar ({e}); expected JSON "
-                f'{{"{SIDECAR_KEY}": [2800.0, ...]}} or one number per line.'
+                '{"' + SIDECAR_KEY + '": [2800.0, ...]} or one number per line.'
             ) from e
     return None, {}
 

@@ -19,7 +19,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-
 from scripts.io.formats import NIFTI_EXTENSION_CODE, stack_format, stack_stem
 from scripts.io.sidecar import write_sidecar
 from scripts.spectra.axis import validate_wavenumbers
@@ -67,10 +66,7 @@ def _nifti_image(array_xy: np.ndarray, pixel_size_um: float | None, extension: d
 
 
 def write_stack(
-    path: str | Path,
-    stack: np.ndarray,
-    wavenumbers: Sequence[float] | np.ndarray,
-    pixel_size_um: float | None = None,
+    path: str | Path, stack: np.ndarray, wavenumbers: Sequence[float] | np.ndarray, pixel_size_um: float | None = None
 ) -> Path:
     """Write an HSRS stack with its wavenumber axis; the format follows the suffix of ``path``.
 
@@ -126,10 +122,7 @@ def check_label_map(labels: np.ndarray, source: str = "label map") -> np.ndarray
 
 
 def write_label_map(
-    stem: str | Path,
-    labels: np.ndarray,
-    formats: Sequence[str] = LABEL_FORMATS,
-    pixel_size_um: float | None = None,
+    stem: str | Path, labels: np.ndarray, formats: Sequence[str] = LABEL_FORMATS, pixel_size_um: float | None = None
 ) -> list[Path]:
     """Write a label map (0 background, 1 nucleus, 2 lipid droplet) as ``stem.nii.gz`` and/or ``stem.tif``.
 

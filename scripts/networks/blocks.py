@@ -227,9 +227,7 @@ class AttentionSpectralPooling(nn.Module):
         hidden = hidden_channels if hidden_channels is not None else max(in_channels // 2, 4)
         self.heads = heads
         self.scorer = nn.Sequential(
-            PointwiseConv3d(in_channels, hidden),
-            get_act_layer(name=act),
-            PointwiseConv3d(hidden, heads, bias=False),
+            PointwiseConv3d(in_channels, hidden), get_act_layer(name=act), PointwiseConv3d(hidden, heads, bias=False)
         )
         self.embed = nn.Conv2d(heads * in_channels, out_channels, kernel_size=1, groups=heads, bias=False)
 

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 from monai.networks.blocks import Convolution, UnetBasicBlock, UnetOutBlock, UnetUpBlock
-
 from scripts.networks.blocks import (
     DEFAULT_ACT,
     DEFAULT_NORM,
@@ -177,9 +176,11 @@ class HybridUNet(nn.Module):
         self.deepest = blocks[-1]
 
         self.skip_pools = nn.ModuleList(
-            AttentionSpectralPooling(features[level], decoder_features[level], heads=attention_heads, act=act)
-            if attention_pooling
-            else MeanSpectralPooling(features[level], decoder_features[level])
+            (
+                AttentionSpectralPooling(features[level], decoder_features[level], heads=attention_heads, act=act)
+                if attention_pooling
+                else MeanSpectralPooling(features[level], decoder_features[level])
+            )
             for level in range(depth - 1)
         )
         self.compression: nn.Module = (

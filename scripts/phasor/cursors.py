@@ -12,11 +12,10 @@ from phasorpy.cluster import phasor_cluster_gmm
 from phasorpy.component import phasor_component_fraction
 from phasorpy.cursor import mask_from_elliptic_cursor
 from phasorpy.phasor import phasor_from_signal, phasor_transform
-from threadpoolctl import threadpool_limits
-
 from scripts.phasor.parameters import CURSOR_NAMES, PhasorParameters
 from scripts.spectra.axis import CANONICAL_WAVENUMBERS
 from scripts.spectra.reference import raman_spectrum
+from threadpoolctl import threadpool_limits
 
 logger = logging.getLogger(__name__)
 
@@ -105,11 +104,7 @@ class PhasorCursor:
 
 
 def place_cursors(
-    real: np.ndarray,
-    imag: np.ndarray,
-    foreground: np.ndarray,
-    parameters: PhasorParameters,
-    source: str = "stack",
+    real: np.ndarray, imag: np.ndarray, foreground: np.ndarray, parameters: PhasorParameters, source: str = "stack"
 ) -> dict[str, PhasorCursor]:
     """Cytoplasm, nucleus and lipid cursors for one image (step 6).
 

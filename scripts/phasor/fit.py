@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from scripts.io.reader import read_hsrs
 from scripts.phasor.parameters import PhasorParameters
 from scripts.phasor.segmenter import PhasorCoordinates, PhasorSegmenter

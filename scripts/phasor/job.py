@@ -53,10 +53,26 @@ logger = logging.getLogger(__name__)
 
 #: Columns of ``phasor_statistics.csv`` (cursor columns: G, S and source of each cursor).
 CSV_COLUMNS = [
-    "stem", "image", "label", "error", "threshold", "foreground_px", "nucleus_px", "lipid_droplet_px",
-    "lipid_droplet_count", "cytoplasm_g", "cytoplasm_s", "cytoplasm_cursor", "nucleus_g", "nucleus_s",
-    "nucleus_cursor", "lipid_g", "lipid_s", "lipid_cursor", "seconds",
-]  # fmt: skip
+    "stem",
+    "image",
+    "label",
+    "error",
+    "threshold",
+    "foreground_px",
+    "nucleus_px",
+    "lipid_droplet_px",
+    "lipid_droplet_count",
+    "cytoplasm_g",
+    "cytoplasm_s",
+    "cytoplasm_cursor",
+    "nucleus_g",
+    "nucleus_s",
+    "nucleus_cursor",
+    "lipid_g",
+    "lipid_s",
+    "lipid_cursor",
+    "seconds",
+]
 CSV_NAME, DATALIST_NAME, PARAMETERS_NAME = "phasor_statistics.csv", "datalist.json", "phasor_parameters.yaml"
 
 
@@ -185,8 +201,13 @@ class PhasorJob:
             row["seconds"] = round(time.perf_counter() - t0, 3)
             rows.append(row)
             self._write_tables(rows)
-            logger.info("[%d/%d] %s: %s", i, n, stem, row.get("error") or f"{row['nucleus_px']} nucleus px, "
-                        f"{row['lipid_droplet_count']} droplets")  # fmt: skip
+            logger.info(
+                "[%d/%d] %s: %s",
+                i,
+                n,
+                stem,
+                row.get("error") or f"{row['nucleus_px']} nucleus px, " f"{row['lipid_droplet_count']} droplets",
+            )
         return rows
 
     def _process(self, segmenter: PhasorSegmenter, path: Path, stem: str, labels_dir: Path, plots_dir: Path) -> dict:

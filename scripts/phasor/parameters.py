@@ -1,4 +1,8 @@
-"""Parameters of the optimized spectral phasor: every tunable of :class:`~scripts.phasor.segmenter.PhasorSegmenter`, with its range and a loader for the tuned file."""
+"""Parameters of the optimized spectral phasor: every tunable of the segmenter, its range, the tuned file's loader.
+
+:class:`PhasorParameters` holds what :class:`~scripts.phasor.segmenter.PhasorSegmenter` uses; the shipped values
+in ``configs/phasor_parameters.yaml`` come from :mod:`scripts.phasor.fit`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from scripts.io.writer import atomic_path
 
 logger = logging.getLogger(__name__)

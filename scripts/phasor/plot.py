@@ -15,7 +15,6 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from phasorpy.plot import PhasorPlot
-
 from scripts.io.writer import atomic_path
 from scripts.phasor.segmenter import PhasorResult
 
@@ -65,8 +64,9 @@ def plot_phasor_result(result: PhasorResult, path: str | Path, title: str = "", 
     ax = fig.add_subplot()
     stats = result.statistics()
     heading = (
-        f"{title}\n" if title else ""
-    ) + f"threshold {result.threshold:.3g}; nucleus {stats['nucleus_px']} px; {stats['lipid_droplet_count']} droplets"
+        (f"{title}\n" if title else "")
+        + f"threshold {result.threshold:.3g}; nucleus {stats['nucleus_px']} px; {stats['lipid_droplet_count']} droplets"
+    )
     plot = PhasorPlot(allquadrants=True, ax=ax, xlim=xlim, ylim=ylim, title=heading, xticks=None, yticks=None)
     if g.size:
         plot.hist2d(g, s, bins=256, cmap="Greys")
@@ -83,10 +83,22 @@ def plot_phasor_result(result: PhasorResult, path: str | Path, title: str = "", 
             lw=1.5,
         )
     if p.ld_rule == "circle":
-        plot.cursor(lip.real, lip.imag, radius=lip.radius, color=CURSOR_COLOURS["lipid"], lw=1.5,
-                    label=f"lipid droplet ({lip.source})")  # fmt: skip
-    ax.plot([lip.real], [lip.imag], "o", color=CURSOR_COLOURS["lipid"], ms=5,
-            label=None if p.ld_rule == "circle" else f"lipid ({lip.source})")  # fmt: skip
+        plot.cursor(
+            lip.real,
+            lip.imag,
+            radius=lip.radius,
+            color=CURSOR_COLOURS["lipid"],
+            lw=1.5,
+            label=f"lipid droplet ({lip.source})",
+        )
+    ax.plot(
+        [lip.real],
+        [lip.imag],
+        "o",
+        color=CURSOR_COLOURS["lipid"],
+        ms=5,
+        label=None if p.ld_rule == "circle" else f"lipid ({lip.source})",
+    )
     for end, fraction, colour, what in (
         (n, p.nucleus_threshold if p.nucleus_rule == "line" else None, CURSOR_COLOURS["nucleus"], "nucleus"),
         (lip, p.ld_threshold if p.ld_rule == "line" else None, CURSOR_COLOURS["lipid"], "droplet"),
@@ -94,9 +106,14 @@ def plot_phasor_result(result: PhasorResult, path: str | Path, title: str = "", 
         plot.line([c.real, end.real], [c.imag, end.imag], color=colour, ls="--", lw=1.0)
         if fraction is not None:  # fraction of `end` on the line: the threshold point
             ax.plot(
-                [c.real + fraction * (end.real - c.real)], [c.imag + fraction * (end.imag - c.imag)], "|",
-                color=colour, ms=14, mew=2, label=f"{what} threshold ({fraction:.2f})",
-            )  # fmt: skip
+                [c.real + fraction * (end.real - c.real)],
+                [c.imag + fraction * (end.imag - c.imag)],
+                "|",
+                color=colour,
+                ms=14,
+                mew=2,
+                label=f"{what} threshold ({fraction:.2f})",
+            )
     ax.legend(loc="best", fontsize=7, framealpha=0.8)
     fig.tight_layout()
     with atomic_path(path) as tmp:

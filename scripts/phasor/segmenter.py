@@ -80,7 +80,6 @@ from phasorpy.component import phasor_component_fraction
 from phasorpy.cursor import mask_from_circular_cursor, mask_from_elliptic_cursor
 from phasorpy.phasor import phasor_from_signal
 from scipy import ndimage
-
 from scripts.phasor.background import cell_free_mask, subtract_background_surface
 from scripts.phasor.compat import phasor_filter_median, phasor_threshold
 from scripts.phasor.cursors import PhasorCursor, place_cursors
@@ -340,8 +339,9 @@ def _repair_non_finite(arr: np.ndarray, finite: np.ndarray, source: str) -> np.n
         arr[k][~finite[k]] = np.median(good)
     logger.warning(
         "%s: %d pixels contain NaN/Inf; filled with their frame's median and left unlabelled (background).",
-        source, int((~finite.all(axis=0)).sum()),
-    )  # fmt: skip
+        source,
+        int((~finite.all(axis=0)).sum()),
+    )
     return arr
 
 

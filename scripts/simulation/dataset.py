@@ -9,7 +9,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-
 from scripts import __version__
 from scripts.io.writer import write_label_map, write_stack
 from scripts.simulation.phantom import PRESETS, UINT16_SCALE, simulate_phantom, to_uint16

@@ -31,7 +31,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
-
 from scripts.spectra.axis import CANONICAL_NUM_FRAMES, CANONICAL_RANGE
 from scripts.spectra.reference import spectra_matrix
 
@@ -107,7 +106,7 @@ PRESETS: dict[str, PhantomPreset] = {
         ld_lipid=(1.5, 5.0),
         out_of_focus_lds_per_cell=(0.0, 3.0),
         debris_per_mm2=(150.0, 500.0),
-    ),
+    )
 }
 PRESETS["easy"] = replace(
     PRESETS["default"],

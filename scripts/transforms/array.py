@@ -30,7 +30,6 @@ from monai.data import MetaTensor
 from monai.data.meta_obj import get_track_meta
 from monai.transforms import RandomizableTransform, Transform
 from monai.utils import TransformBackends, convert_to_tensor
-
 from scripts.spectra.axis import (
     CANONICAL_RANGE,
     CANONICAL_WAVENUMBERS,
@@ -68,8 +67,11 @@ def stack_wavenumbers(img: Any, assumed_range: Sequence[float] = CANONICAL_RANGE
         wn = assumed_wavenumbers(img.shape[0], assumed_range)
         logger.warning(
             "%s: no wavenumbers in the image metadata; ASSUMING its %d frames span %g–%g cm⁻¹ evenly.",
-            source_name(img), img.shape[0], wn[0], wn[-1],
-        )  # fmt: skip
+            source_name(img),
+            img.shape[0],
+            wn[0],
+            wn[-1],
+        )
         return wn
     wn = wn.detach().cpu().numpy() if isinstance(wn, torch.Tensor) else np.asarray(wn)
     return validate_wavenumbers(wn.reshape(-1)[: img.shape[0]] if wn.ndim > 1 else wn, img.shape[0], source_name(img))

@@ -11,7 +11,6 @@ from monai.config import KeysCollection
 from monai.data.meta_obj import get_track_meta
 from monai.transforms import MapTransform, RandomizableTransform, Transform
 from monai.utils import convert_to_tensor
-
 from scripts.transforms.array import (
     NormalizeSpectralIntensity,
     RandSpectralGainDrift,

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
-
 from scripts.io.writer import LABELS
 from scripts.transforms.array import source_name
 
