@@ -261,9 +261,10 @@ def assign_droplets(droplets: np.ndarray, cells: np.ndarray) -> np.ndarray:
     inside = droplets > 0
     if not n or not inside.any():
         return owner
+    base = int(cells.max(initial=0)) + 1
     d, c = droplets[inside].astype(np.int64), cells[inside].astype(np.int64)
-    pairs, counts = np.unique(d * (int(cells.max(initial=0)) + 1) + c, return_counts=True)
-    pd, pc = np.divmod(pairs, int(cells.max(initial=0)) + 1)
+    pairs, counts = np.unique(d * base + c, return_counts=True)
+    pd, pc = np.divmod(pairs, base)
     order = np.lexsort((pc, -counts, pd))  # per droplet: most pixels first, then lower cell id
     first = np.ones(order.size, bool)
     first[1:] = pd[order][1:] != pd[order][:-1]
@@ -288,6 +289,13 @@ def segment_instances(
     Returns:
         :class:`CellInstances`.
     """
+    labels, mean_image = np.asarray(labels), np.asarray(mean_image)
+    if labels.ndim != 2 or labels.shape != mean_image.shape:
+        raise ValueError(f"labels {labels.shape} and mean image {mean_image.shape} must be (H, W) arrays of one shape.")
+    if not (np.isfinite(pixel_size_um) and pixel_size_um > 0):
+        raise ValueError(
+            f"pixel_size_um must be a positive number of µm per pixel (HSRS: ~0.25), got {pixel_size_um!r}."
+        )
     p = parameters or InstanceParameters()
     px2 = pixel_size_um**2
     foreground, source = foreground_mask(mean_image, labels, p.smoothing_um / pixel_size_um, p.min_contrast)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -229,10 +228,8 @@ def _image_summary(
     for name in AGGREGATED:
         values = np.array([r[name] for r in complete], float)
         values = values[np.isfinite(values)]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            summary[f"mean_{name}"] = float(values.mean()) if values.size else float("nan")
-            summary[f"median_{name}"] = float(np.median(values)) if values.size else float("nan")
+        summary[f"mean_{name}"] = float(values.mean()) if values.size else float("nan")
+        summary[f"median_{name}"] = float(np.median(values)) if values.size else float("nan")
     assert list(summary) == list(IMAGE_COLUMNS), "the summary keys must follow IMAGE_COLUMNS"
     return summary
 
