@@ -12,7 +12,6 @@ import math
 import numpy as np
 import pytest
 from scipy import ndimage
-
 from scripts.cells import (
     CELL_COLUMNS,
     IMAGE_COLUMNS,
@@ -226,10 +225,7 @@ def test_more_than_65535_ids_are_kept_exactly(tmp_path):
     assert image.header.get_xyzt_units()[0] == "micron"
 
 
-@pytest.mark.parametrize(
-    "kind",
-    ["constant", "noise", "debris only"],
-)
+@pytest.mark.parametrize("kind", ["constant", "noise", "debris only"])
 def test_field_without_cells_gives_a_header_only_csv(kind, tmp_path, caplog):
     shape = (48, 48)
     if kind == "constant":

@@ -12,8 +12,14 @@ CELL_COLUMNS: dict[str, tuple[str, str]] = {
     "cell_id": ("", "id of the cell in the instance maps (cells channel; its nucleus has the same id)"),
     "centroid_y": ("px", "row of the cell's centroid"),
     "centroid_x": ("px", "column of the cell's centroid"),
-    "touches_border": ("true/false", "the cell reaches the image edge, so it is cut and its areas and counts are partial"),
-    "has_nucleus": ("true/false", "the cell holds a nucleus; false: a foreground blob without a visible nucleus, made a cell of its own"),
+    "touches_border": (
+        "true/false",
+        "the cell reaches the image edge, so it is cut and its areas and counts are partial",
+    ),
+    "has_nucleus": (
+        "true/false",
+        "the cell holds a nucleus; false: a foreground blob without a visible nucleus, made a cell of its own",
+    ),
     "cell_area_px": ("px", "area of the cell, nucleus and lipid droplets included"),
     "cell_area_um2": ("µm²", "area of the cell"),
     "nucleus_area_px": ("px", "area of the cell's nucleus (0 without nucleus)"),
@@ -21,17 +27,29 @@ CELL_COLUMNS: dict[str, tuple[str, str]] = {
     "cytoplasm_area_px": ("px", "cell area minus nucleus area (lipid droplets included)"),
     "cytoplasm_area_um2": ("µm²", "cytoplasm area"),
     "n_c_ratio": ("", "nucleus area / cytoplasm area; empty without nucleus or without cytoplasm"),
-    "droplet_count": ("count", "lipid droplets assigned to the cell (each droplet to the cell holding most of its pixels)"),
+    "droplet_count": (
+        "count",
+        "lipid droplets assigned to the cell (each droplet to the cell holding most of its pixels)",
+    ),
     "droplet_total_area_px": ("px", "total area of the cell's lipid droplets"),
     "droplet_total_area_um2": ("µm²", "total area of the cell's lipid droplets"),
     "droplet_mean_area_px": ("px", "mean area of the cell's lipid droplets; empty without droplets"),
     "droplet_mean_area_um2": ("µm²", "mean area of the cell's lipid droplets; empty without droplets"),
-    "droplet_mean_diameter_um": ("µm", "mean equivalent diameter (of the disk of the same area) of the cell's lipid droplets; empty without droplets"),
+    "droplet_mean_diameter_um": (
+        "µm",
+        "mean equivalent diameter (of the disk of the same area) of the cell's lipid droplets; empty without droplets",
+    ),
     "droplet_area_fraction": ("", "total droplet area / cytoplasm area; empty without cytoplasm"),
-    "lipid_to_protein_cell": ("", "CH₂ (2850 ± 15 cm⁻¹) / CH₃ (2930 ± 15 cm⁻¹) band integral of the background-corrected spectra summed over the cell"),
-    "lipid_to_protein_cytoplasm": ("", "the same ratio over the cytoplasm (cell minus nucleus, droplets included); empty when there is none"),
+    "lipid_to_protein_cell": (
+        "",
+        "CH₂ (2850 ± 15 cm⁻¹) / CH₃ (2930 ± 15 cm⁻¹) band integral of the background-corrected spectra summed over the cell",
+    ),
+    "lipid_to_protein_cytoplasm": (
+        "",
+        "the same ratio over the cytoplasm (cell minus nucleus, droplets included); empty when there is none",
+    ),
     "lipid_to_protein_droplets": ("", "the same ratio over the cell's lipid droplets; empty without droplets"),
-}  # fmt: skip
+}
 
 #: Per-cell values averaged in the per-image summary (mean and median over complete cells).
 AGGREGATED = (
@@ -54,8 +72,15 @@ IMAGE_COLUMNS: dict[str, tuple[str, str]] = {
     "height_px": ("px", "image height"),
     "width_px": ("px", "image width"),
     "pixel_size_um": ("µm", "lateral pixel size"),
-    "foreground_source": ("", "'intensity': Otsu threshold of the mean image joined with the labels; 'labels': intensity contrast too low (empty or noise-only field), labelled pixels only"),
-    "background_source": ("", "pixels whose mean spectrum was subtracted: 'outside foreground', or 'dimmest pixels' when the foreground fills the field"),
+    "foreground_source": (
+        "",
+        "'intensity': Otsu threshold of the mean image joined with the labels; "
+        "'labels': intensity contrast too low (empty or noise-only field), labelled pixels only",
+    ),
+    "background_source": (
+        "",
+        "pixels whose mean spectrum was subtracted: 'outside foreground', or 'dimmest pixels' when the foreground fills the field",
+    ),
     "foreground_area_um2": ("µm²", "area of the foreground (cells, debris, labelled pixels)"),
     "cells": ("count", "cells, all rows of the per-cell table for this stack"),
     "complete_cells": ("count", "cells not touching the image edge; the means and medians below are over these"),
@@ -69,7 +94,7 @@ IMAGE_COLUMNS: dict[str, tuple[str, str]] = {
         for name in AGGREGATED
         for stat in ("mean", "median")
     },
-}  # fmt: skip
+}
 
 
 def columns_markdown(columns: dict[str, tuple[str, str]]) -> str:

@@ -273,10 +273,7 @@ def assign_droplets(droplets: np.ndarray, cells: np.ndarray) -> np.ndarray:
 
 
 def segment_instances(
-    labels: np.ndarray,
-    mean_image: np.ndarray,
-    pixel_size_um: float,
-    parameters: InstanceParameters | None = None,
+    labels: np.ndarray, mean_image: np.ndarray, pixel_size_um: float, parameters: InstanceParameters | None = None
 ) -> CellInstances:
     """Nuclei, cells and lipid droplets as instances, from a semantic label map and the mean image.
 

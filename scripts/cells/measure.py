@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-
 from scripts.cells.bands import (
     RAMAN_BANDS,
     background_level,

@@ -11,9 +11,8 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from skimage.segmentation import find_boundaries
-
 from scripts.cells.instances import CellInstances
+from skimage.segmentation import find_boundaries
 
 #: Colours (RGB 0–1) of the overlay.
 COLOURS: dict[str, tuple[float, float, float]] = {
@@ -102,15 +101,31 @@ def overlay_png(
         xx = np.bincount(ids, weights=np.tile(np.arange(w, dtype=float), h), minlength=n + 1)
         stroke = [withStroke(linewidth=2, foreground="black")]
         for i in np.flatnonzero(area[1:]) + 1:
-            ax.text(xx[i] / area[i], yy[i] / area[i], str(i), color="white", fontsize=9, ha="center", va="center",
-                    path_effects=stroke)  # fmt: skip
+            ax.text(
+                xx[i] / area[i],
+                yy[i] / area[i],
+                str(i),
+                color="white",
+                fontsize=9,
+                ha="center",
+                va="center",
+                path_effects=stroke,
+            )
     if pixel_size_um:
         length = scale_bar_length_um(w, pixel_size_um)
         bar = length / pixel_size_um
         x0, y0 = w - bar - 0.04 * w, h - 0.05 * h
         ax.add_patch(Rectangle((x0, y0), bar, max(h / 120, 2), color="white"))
-        ax.text(x0 + bar / 2, y0 - 0.01 * h, f"{length:g} µm", color="white", fontsize=11, ha="center", va="bottom",
-                path_effects=[withStroke(linewidth=2, foreground="black")])  # fmt: skip
+        ax.text(
+            x0 + bar / 2,
+            y0 - 0.01 * h,
+            f"{length:g} µm",
+            color="white",
+            fontsize=11,
+            ha="center",
+            va="bottom",
+            path_effects=[withStroke(linewidth=2, foreground="black")],
+        )
     handles = [
         Patch(facecolor=COLOURS["nucleus"], label="nucleus"),
         Patch(facecolor=COLOURS["lipid_droplet"], label="lipid droplet"),

@@ -24,11 +24,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-
 from scripts.cells.instances import CellInstances
 from scripts.cells.measure import CellMeasurement
 from scripts.cells.overlay import overlay_png
-from scripts.writer import atomic_path  # the one import of the atomic-write helper (moving to scripts.io.writer)
+from scripts.io.writer import atomic_path
 
 logger = logging.getLogger(__name__)
 
