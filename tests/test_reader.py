@@ -66,8 +66,8 @@ def test_folder_of_uint8_frames_without_metadata_logs_assumption(tmp_path, caplo
         tifffile.imwrite(folder / f"frame_{k + 1}.tif", frames[k])
     with caplog.at_level(logging.WARNING):
         image = LoadImaged(keys="image", reader=HSRSReader(), image_only=True)({"image": str(folder)})["image"]
-    assert tuple(image.shape) == (10, 8, 6)
-    np.testing.assert_array_equal(image.numpy(), frames.astype(np.float32))
+    assert tuple(image.shape) == (10, 6, 8)  # MONAI's (K, X, Y): x = columns
+    np.testing.assert_array_equal(image.numpy(), frames.transpose(0, 2, 1).astype(np.float32))
     np.testing.assert_allclose(np.asarray(image.meta["wavenumbers"]), np.linspace(2800, 3050, 10))
     assert any("ASSUMING" in r.message and "frames" in r.message for r in caplog.records)
 

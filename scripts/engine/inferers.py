@@ -31,6 +31,7 @@ class FieldSlidingWindowInferer(SlidingWindowInferer):
             raise ValueError(f"roi_size {list(roi_size)} must be divisible by {divisor} (the network's total stride).")
         super().__init__(roi_size=roi_size, **kwargs)
         self.max_roi_size = tuple(int(r) for r in roi_size)
+        self.field_padding_mode = self.padding_mode
         self.divisor = int(divisor)
 
     def __call__(self, inputs: torch.Tensor, network, *args, **kwargs):
@@ -38,4 +39,7 @@ class FieldSlidingWindowInferer(SlidingWindowInferer):
         self.roi_size = tuple(
             min(r, math.ceil(s / self.divisor) * self.divisor) for r, s in zip(self.max_roi_size, field, strict=True)
         )
+        # a reflection needs more field than padding on each side; a field of a few pixels is replicated instead
+        tiny = any(2 * s <= r for r, s in zip(self.roi_size, field, strict=True))
+        self.padding_mode = "replicate" if tiny else self.field_padding_mode
         return super().__call__(inputs, network, *args, **kwargs)

@@ -17,6 +17,7 @@ import torch
 from monai.data import MetaTensor
 from scipy import ndimage
 from scripts.io.formats import stack_stem
+from scripts.io.orientation import to_row_major
 from scripts.io.overlay import overlay_rgb, save_png
 from scripts.io.writer import atomic_path, check_writable, write_label_map
 
@@ -55,10 +56,11 @@ def label_statistics(labels: np.ndarray) -> dict[str, float]:
 
 
 def _as_label_map(pred: Any) -> np.ndarray:
+    """A pipeline's (1, X, Y) label map, or (C, X, Y) one-hot / probabilities, as a row-major (H, W) uint8 map."""
     arr = pred.detach().cpu().numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)
-    if arr.ndim == 3 and arr.shape[0] > 1:  # one-hot or probabilities (C, H, W)
+    if arr.ndim == 3 and arr.shape[0] > 1:  # one-hot or probabilities (C, X, Y)
         arr = arr.argmax(0)
-    return np.asarray(arr).reshape(arr.shape[-2:]).astype(np.uint8)
+    return np.ascontiguousarray(to_row_major(np.asarray(arr).reshape(arr.shape[-2:]))).astype(np.uint8)
 
 
 class SegmentationWriter:
@@ -114,7 +116,7 @@ class SegmentationWriter:
             write_label_map(self.output_dir / stem, labels, formats=self.formats, pixel_size_um=pixel)
         if self.overlays and image is not None:
             truth = _as_label_map(item[self.label_key]) if self.label_key and self.label_key in item else None
-            stack = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+            stack = to_row_major(image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image))
             save_png(self.output_dir / f"{stem}_overlay.png", overlay_rgb(stack, labels, truth))
         stats = label_statistics(labels)
         row = {

@@ -44,6 +44,7 @@ import numpy as np
 from monai.data import ImageReader
 from monai.utils import ensure_tuple
 from scripts.io.formats import NIFTI_EXTENSION_CODE, TIFF_SUFFIXES, HSRSInputError, stack_format
+from scripts.io.orientation import monai_affine, to_monai_xy
 from scripts.io.sidecar import read_sidecar
 from scripts.spectra.axis import CANONICAL_RANGE, assumed_wavenumbers, validate_wavenumbers
 
@@ -246,9 +247,12 @@ class HSRSReader(ImageReader):
             for stacks that store no wavenumbers. Default: the canonical 2800–3050 cm⁻¹.
         nan_policy: ``"repair"`` (default; NaN/Inf replaced by the frame median, logged) or ``"raise"``.
 
-    The loaded image is channel-first: (K, H, W) float32 for a stack, with
-    ``meta["wavenumbers"]`` ascending; (1, H, W) for a label map. ``meta["affine"]`` is the 2-D
-    pixel grid (3×3, pixel size in µm when the file records it).
+    The loaded image follows MONAI's axis order (:mod:`scripts.io.orientation`): channel-first
+    (K, X, Y) = (K, W, H) float32 for a stack, with ``meta["wavenumbers"]`` ascending; (1, X, Y)
+    for a label map. ``meta["affine"]`` maps (x, y) indices to µm (3×3, the pixel size on the
+    diagonal when the file records it, else 1), so MONAI's writers and MONAI Label write label
+    maps that overlay the input file without a transpose. The arrays are channel-first already: do
+    not add ``ensure_channel_first``.
     """
 
     def __init__(
@@ -280,15 +284,19 @@ class HSRSReader(ImageReader):
         return Path(names[0])
 
     def get_data(self, img: Path) -> tuple[np.ndarray, dict]:
-        """Read the stack at ``img``; returns the channel-first array and its metadata."""
+        """Read the stack at ``img``; returns the channel-first (C, X, Y) array and its metadata."""
         array, meta = read_hsrs(img, self.assumed_wavenumber_range, self.nan_policy)
-        pixel = float(meta.get("pixel_size_um", 1.0))
+        array = np.ascontiguousarray(to_monai_xy(array))
+        affine = monai_affine(meta.get("pixel_size_um"))
         meta.update(
             {
-                "affine": np.diag([pixel, pixel, 1.0]),
-                "original_affine": np.diag([pixel, pixel, 1.0]),
+                "affine": affine,
+                "original_affine": affine.copy(),
                 "spatial_shape": np.asarray(array.shape[1:]),
-                "original_channel_dim": 0,
+                # What MONAI's writers restore: nothing. The frames are the network's input channels, not an
+                # axis of its outputs, which are one 2-D map per field; with a channel recorded here, MONAI's
+                # SaveImage and MONAI Label's writer refuse a (1, X, Y) prediction that carries this metadata.
+                "original_channel_dim": float("nan"),
             }
         )
         meta.pop("frame_files", None)  # lists of names do not collate; the folder name is enough

@@ -51,7 +51,11 @@ class HybridUNet(nn.Module):
 
     Nothing has a size that depends on ``K``: the same weights run on stacks with any number of
     frames ``K >= min_spectral_frames`` (odd spectral sizes are rounded up by the strided
-    convolutions). ``H`` and ``W`` must be divisible by ``2 ** (depth - 1)`` (16 by default).
+    convolutions). Fields of any size are accepted: ``H`` and ``W`` are padded internally (edge
+    replication) up to a multiple of ``2 ** (depth - 1)`` (16 by default), and to at least twice that,
+    so the deepest level keeps 2×2 positions for instance normalisation in training mode; the
+    logits are cropped back to ``(H, W)``. Sizes that need no padding (multiples of 16 from 32 on)
+    are the efficient ones.
 
     Ablations are configuration only: ``multiscale_residual=False`` uses plain 3D conv blocks,
     ``attention_pooling=False`` mean-pools the skips over ``K`` (same linear embedding),
@@ -79,7 +83,7 @@ class HybridUNet(nn.Module):
         dropout: dropout probability in the encoder and decoder blocks, ``None`` for none.
 
     Shape:
-        - input: ``(B, K, H, W)``, ``K >= min_spectral_frames``, ``H, W`` divisible by :attr:`spatial_divisor`
+        - input: ``(B, K, H, W)``, ``K >= min_spectral_frames``, any ``H, W >= 1``
         - output: ``(B, out_channels, H, W)`` logits
 
     Example:
@@ -218,25 +222,17 @@ class HybridUNet(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise ``ValueError`` unless ``x`` is ``(B, K, H, W)`` with enough frames and a divisible size."""
+        """Raise ``ValueError`` unless ``x`` is ``(B, K, H, W)`` with enough frames."""
         if x.dim() != 4:
             raise ValueError(
                 f"HybridUNet expects a spectral stack of shape (B, K, H, W), got a {x.dim()}-D tensor of shape "
                 f"{list(x.shape)}; add a batch axis (x[None]) to a single (K, H, W) stack."
             )
-        k, h, w = x.shape[1], x.shape[2], x.shape[3]
+        k = x.shape[1]
         if k < self.min_spectral_frames:
             raise ValueError(
                 f"HybridUNet needs at least {self.min_spectral_frames} spectral frames, got K={k} (input shape "
                 f"{list(x.shape)}); resample the stack onto the canonical spectral grid (64 frames) first."
-            )
-        d = self.spatial_divisor
-        if h % d != 0 or w % d != 0:
-            raise ValueError(
-                f"HybridUNet needs H and W divisible by {d} (2**(depth-1), depth={self.depth}), got (H, W) = "
-                f"({h}, {w}); pad the image to ({(h + d - 1) // d * d}, {(w + d - 1) // d * d}) "
-                f"(e.g. monai.transforms.DivisiblePad(k={d})) or use monai.inferers.SlidingWindowInferer "
-                f"with an roi_size divisible by {d}."
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -249,6 +245,8 @@ class HybridUNet(nn.Module):
             ``(B, out_channels, H, W)`` logits.
         """
         self.check_input(x)
+        height, width = x.shape[2], x.shape[3]
+        x = self.pad_field(x)
         h = self.stem(x.unsqueeze(1))
         skips: list[torch.Tensor] = []
         for block, pool in zip(self.encoder, self.skip_pools):  # noqa: B905 - TorchScript has no zip(strict=)
@@ -257,4 +255,18 @@ class HybridUNet(nn.Module):
         y = self.bottleneck(self.compression(self.deepest(h)))
         for i, up in enumerate(self.decoder):
             y = up(y, skips[len(skips) - 1 - i])
-        return self.head(y)
+        return self.head(y)[:, :, :height, :width]
+
+    def pad_field(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad ``(B, K, H, W)`` at the bottom and right (edge replication) to the size the levels need.
+
+        The padded size is a multiple of :attr:`spatial_divisor` and at least twice it, so that each of the
+        ``depth - 1`` halvings is exact and the deepest level has 2×2 positions (instance normalisation in
+        training mode needs more than one).
+        """
+        d = self.spatial_divisor
+        pad_h = max(2 * d, (x.shape[2] + d - 1) // d * d) - x.shape[2]
+        pad_w = max(2 * d, (x.shape[3] + d - 1) // d * d) - x.shape[3]
+        if pad_h == 0 and pad_w == 0:
+            return x
+        return nn.functional.pad(x, [0, pad_w, 0, pad_h], mode="replicate")
