@@ -11,7 +11,6 @@ from scripts.simulation.dataset import simulate_dataset
 from scripts.simulation.phantom import simulate_phantom
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
 
 
 @pytest.fixture(scope="session")

@@ -143,7 +143,8 @@ def test_hybrid_segments_fields_of_any_size_in_train_and_eval_mode(size, trainin
     assert out.shape == (2, 3, *size)
     if not training:  # the padding is edge replication up to the levels' size, cropped back afterwards
         padded = net.pad_field(x)
-        assert padded.shape[2] % net.spatial_divisor == 0 and padded.shape[2] >= 2 * net.spatial_divisor
+        assert padded.shape[2] % net.spatial_divisor == 0
+        assert padded.shape[2] >= 2 * net.spatial_divisor
         torch.testing.assert_close(net(padded)[:, :, : size[0], : size[1]], out)
 
 

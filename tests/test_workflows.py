@@ -19,7 +19,7 @@ from monai.bundle import ConfigWorkflow
 from scripts.io.reader import read_hsrs
 from scripts.io.writer import write_label_map
 
-from tests.conftest import REPO, SHARED
+from tests.conftest import REPO
 
 CONFIGS = REPO / "configs"
 META = str(CONFIGS / "metadata.json")
@@ -241,7 +241,7 @@ def test_unwritable_output_dir_fails_at_start(tmp_path):
 # ------------------------------------------------------------------------------------------ packaging
 def test_metadata_is_valid_against_the_model_zoo_schema():
     meta = json.loads(Path(META).read_text())
-    schema = json.loads((SHARED / "schemas" / "meta_schema_20240725.json").read_text())
+    schema = json.loads((REPO / "tests" / "data" / "meta_schema_20240725.json").read_text())
     jsonschema.validate(meta, schema)
     assert meta["schema"].endswith("meta_schema_20240725.json")
     assert meta["version"] in meta["changelog"]
@@ -297,7 +297,8 @@ def test_multi_process_training_with_torchrun_on_cpu(tmp_path):
     from scripts.simulation.dataset import simulate_dataset
 
     data = tmp_path / "data"
-    simulate_dataset(data, num=10, seed=5, height=64, width=64)  # 2 validation stacks: one per rank
+    simulate_dataset(data, num=6, seed=5, height=64, width=64)  # 1 validation stack for 2 ranks
+    assert len(json.loads((data / "datalist.json").read_text())["validation"]) == 1
     cmd = [
         sys.executable,
         "-m",
