@@ -3,13 +3,14 @@
 Creates MONAI ``ConfigWorkflow`` objects for training, evaluation and inference on tiny synthetic
 data and runs ``initialize`` / ``check_properties`` / ``run`` / ``finalize``, as the MONAI model
 zoo's CI does. Self-contained (unittest, NumPy and nibabel only), so it can be dropped into the zoo's
-``ci/unit_tests/`` unchanged: there the bundle lives at ``models/<bundle name>``; set the environment
-variable ``HSRS_BUNDLE_ROOT`` to that path (default: this repository).
+``ci/unit_tests/`` unchanged (there the bundle lives at ``models/hsrs_subcellular_segmentation``, which is
+found when the test runs from the zoo's root); ``HSRS_BUNDLE_ROOT`` overrides the bundle's path.
 """
 
 import json
 import os
 import shutil
+import sys
 import tempfile
 import unittest
 
@@ -17,7 +18,10 @@ import nibabel as nib
 import numpy as np
 from monai.bundle import ConfigWorkflow
 
-BUNDLE_ROOT = os.environ.get("HSRS_BUNDLE_ROOT", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ZOO_BUNDLE_ROOT = "models/hsrs_subcellular_segmentation"  # where the model zoo keeps the bundle (run from its root)
+BUNDLE_ROOT = os.environ.get("HSRS_BUNDLE_ROOT") or (
+    ZOO_BUNDLE_ROOT if os.path.isdir(ZOO_BUNDLE_ROOT) else os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)
 FRAMES, HEIGHT, WIDTH = 16, 48, 32  # the fewest frames the network takes; a non-square field
 
 TRAIN_OVERRIDE = {
@@ -52,6 +56,8 @@ def _config(name):
 
 class TestHSRSSubcellularSegmentation(unittest.TestCase):
     def setUp(self):
+        if BUNDLE_ROOT not in sys.path:  # the configs import the bundle's `scripts` package, as in the zoo's tests
+            sys.path.insert(0, BUNDLE_ROOT)
         self.dataset_dir = tempfile.mkdtemp()
         self.work_dir = tempfile.mkdtemp()
         rng = np.random.default_rng(0)
