@@ -201,3 +201,55 @@ def test_unsupported_suffix(tmp_path):
     with pytest.raises(HSRSInputError, match="unsupported file type"):
         read_hsrs(tmp_path / "x.png")
     assert not HSRSReader().verify_suffix(str(tmp_path / "x.png"))
+
+
+# ------------------------------------------------------------------------ spectral axis vs chemistry
+def _write_frames(folder, stack):
+    folder.mkdir()
+    for k, frame in enumerate(stack):
+        tifffile.imwrite(folder / f"frame_{k + 1}.tif", frame)
+    return folder
+
+
+def test_frames_without_wavenumbers_in_either_order_load_the_same(tmp_path, phantom, caplog):
+    """The scan direction comes from the C–H bands, not from a blind assumption, and the log says so."""
+    forward = _write_frames(tmp_path / "forward", phantom.stack)
+    backward = _write_frames(tmp_path / "backward", phantom.stack[::-1])
+    with caplog.at_level(logging.WARNING):
+        a, meta_a = read_hsrs(forward)
+        b, meta_b = read_hsrs(backward)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(meta_a["wavenumbers"], meta_b["wavenumbers"])
+    assert meta_a["axis_check"] == meta_b["axis_check"] == "inferred"
+    assert (meta_a["stored_order"], meta_b["stored_order"]) == ("ascending", "descending")
+    inferred = [r.message for r in caplog.records if "INFERRED" in r.message]
+    assert len(inferred) == 2
+    assert "frames reversed" in inferred[1]
+    assert "direction confidence" in inferred[1]
+
+
+def test_stored_wavenumbers_off_by_30_warn_or_are_refused(tmp_path, phantom, caplog):
+    path = write_stack(tmp_path / "off.tif", phantom.stack, phantom.wavenumbers + 30)
+    with caplog.at_level(logging.WARNING):
+        _, meta = read_hsrs(path)
+    assert meta["axis_check"] == "miscalibrated"
+    assert any("DISAGREE" in r.message and "off.tif" in r.message for r in caplog.records)
+    with pytest.raises(HSRSInputError, match=r"off\.tif: the STORED WAVENUMBERS DISAGREE .* Refused"):
+        read_hsrs(path, axis_check="refuse")
+    loader = LoadImaged(keys="image", reader=HSRSReader, axis_check="refuse", image_only=True)  # the config id
+    with pytest.raises(Exception, match="DISAGREE"):
+        loader({"image": str(path)})
+
+
+@pytest.mark.parametrize("kind", ["noise", "repeated frame"])
+def test_stack_without_c_h_chemistry_is_flagged_or_refused(tmp_path, phantom, kind, caplog):
+    rng = np.random.default_rng(0)
+    stack = rng.uniform(10, 1000, (64, 48, 48)) if kind == "noise" else np.repeat(phantom.stack[30:31], 64, axis=0)
+    path = tmp_path / "x.npy"
+    np.save(path, stack.astype(np.float32))  # no sidecar: no wavenumbers
+    with caplog.at_level(logging.WARNING):
+        _, meta = read_hsrs(path)
+    assert meta["axis_check"] == "no_chemistry"
+    assert any("not to be trusted" in r.message and r.levelno == logging.WARNING for r in caplog.records)
+    with pytest.raises(HSRSInputError, match=r"x\.npy: .*(no spectral contrast|fits no C–H chemistry)"):
+        read_hsrs(path, axis_check="refuse")

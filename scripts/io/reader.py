@@ -20,8 +20,13 @@ ascending order (stacks stored in descending order are flipped); a 2-D file (a l
 (1, H, W) in its stored dtype. uint8, uint16 and float inputs are accepted; intensities are not
 rescaled (see :mod:`scripts.transforms.array` for normalisation).
 
-A stack without any wavenumber information gets evenly spaced wavenumbers over
-``assumed_wavenumber_range`` and a logged warning that names the file — never silently.
+The spectral axis is checked against the stack's own chemistry (:mod:`scripts.spectra.calibration`,
+``axis_check="warn"|"refuse"|"off"``): a stack without any wavenumber information gets the axis its
+C–H bands give (scan direction, calibration; logged as a WARNING with the confidence), or, when the
+spectrum cannot tell, evenly spaced wavenumbers over ``assumed_wavenumber_range`` (WARNING); stored
+wavenumbers that the bands contradict (reversed, or off by more than ``axis_tolerance`` cm⁻¹), and
+stacks whose spectrum fits no C–H chemistry, get a WARNING (``"warn"``) or are refused (``"refuse"``).
+Never silently.
 
 Errors a user can cause (unreadable or truncated file, wrong dimensionality, a sidecar whose
 length disagrees with the frames, an empty folder, an all-zero stack, NaN/Inf with
@@ -46,7 +51,8 @@ from monai.utils import ensure_tuple
 from scripts.io.formats import NIFTI_EXTENSION_CODE, TIFF_SUFFIXES, HSRSInputError, stack_format
 from scripts.io.orientation import monai_affine, to_monai_xy
 from scripts.io.sidecar import read_sidecar
-from scripts.spectra.axis import CANONICAL_RANGE, assumed_wavenumbers, validate_wavenumbers
+from scripts.spectra.axis import CANONICAL_RANGE, validate_wavenumbers
+from scripts.spectra.calibration import AXIS_CHECK_MODES, DEFAULT_TOLERANCE, check_axis
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +170,11 @@ def _repair_non_finite(stack: np.ndarray, path: Path, nan_policy: str) -> np.nda
 
 
 def read_hsrs(
-    path: str | Path, assumed_wavenumber_range: Sequence[float] = CANONICAL_RANGE, nan_policy: str = "repair"
+    path: str | Path,
+    assumed_wavenumber_range: Sequence[float] = CANONICAL_RANGE,
+    nan_policy: str = "repair",
+    axis_check: str = "warn",
+    axis_tolerance: float = DEFAULT_TOLERANCE,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Read one HSRS stack or label map without MONAI; see the module docstring for formats.
 
@@ -173,11 +183,15 @@ def read_hsrs(
         assumed_wavenumber_range: (first frame, last frame) in cm⁻¹, used with a logged warning for
             a stack that stores no wavenumbers.
         nan_policy: ``"repair"`` (replace NaN/Inf by the frame median, logged) or ``"raise"``.
+        axis_check: ``"warn"`` (default), ``"refuse"`` or ``"off"``: how the spectral axis is checked
+            against the stack's chemistry (:func:`scripts.spectra.calibration.check_axis`).
+        axis_tolerance: largest accepted disagreement (cm⁻¹) between stored wavenumbers and the spectrum.
 
     Returns:
         ``(array, meta)``: a stack as (K, H, W) float32 with ``meta["wavenumbers"]`` ascending, or a
         2-D file as (1, H, W) in its stored dtype. ``meta`` also holds ``wavenumbers_source``
-        (``"file"``, ``"sidecar"`` or ``"assumed"``), ``stored_order`` and, when known,
+        (``"file"``, ``"sidecar"`` or ``"assumed"``: none stored), ``stored_order``, the axis check
+        (``axis_check``: its flag, ``axis_message`` and the fitted axis, ``axis_*``) and, when known,
         ``pixel_size_um``.
     """
     if nan_policy not in ("repair", "raise"):
@@ -205,26 +219,21 @@ def read_hsrs(
         wavenumbers, sidecar_meta = read_sidecar(path)
         meta = {**sidecar_meta, **meta}
         meta["wavenumbers_source"] = "sidecar" if wavenumbers is not None else "assumed"
-    if wavenumbers is None:
-        wavenumbers = assumed_wavenumbers(num_frames, assumed_wavenumber_range)
-        logger.warning(
-            "%s: no wavenumbers stored with this %d-frame stack; ASSUMING evenly spaced %g–%g cm⁻¹ in frame order. "
-            "Store them (sidecar %s) or set assumed_wavenumber_range if this is wrong.",
-            path,
-            num_frames,
-            wavenumbers[0],
-            wavenumbers[-1],
-            "wavenumbers.json" if fmt == "tiff_folder" else "<stem>.json",
-        )
     try:
-        wavenumbers = validate_wavenumbers(wavenumbers, num_frames, str(path))
-    except ValueError as e:
+        if wavenumbers is not None:
+            wavenumbers = validate_wavenumbers(wavenumbers, num_frames, str(path))
+        stack = _repair_non_finite(stack, path, nan_policy)
+        if not np.any(stack):
+            raise HSRSInputError(
+                f"{path}: every pixel of every frame is 0; the acquisition is empty or the wrong file was given."
+            )
+        # the spectral axis checked against the stack's chemistry (scripts/spectra/calibration.py)
+        check = check_axis(stack, wavenumbers, axis_check, axis_tolerance, assumed_wavenumber_range, str(path))
+        wavenumbers = validate_wavenumbers(check.wavenumbers, num_frames, str(path))
+    except ValueError as e:  # AxisCheckError and wavenumber errors included
         raise HSRSInputError(str(e)) from e
-    stack = _repair_non_finite(stack, path, nan_policy)
-    if not np.any(stack):
-        raise HSRSInputError(
-            f"{path}: every pixel of every frame is 0; the acquisition is empty or the wrong file was given."
-        )
+    logger.log(check.level, "%s", check.message)
+    meta.update(check.metadata())
     meta["stored_order"] = "descending" if num_frames > 1 and wavenumbers[1] < wavenumbers[0] else "ascending"
     if meta["stored_order"] == "descending":
         stack, wavenumbers = stack[::-1].copy(), wavenumbers[::-1].copy()
@@ -246,6 +255,10 @@ class HSRSReader(ImageReader):
         assumed_wavenumber_range: (first frame, last frame) in cm⁻¹ assumed, with a logged warning,
             for stacks that store no wavenumbers. Default: the canonical 2800–3050 cm⁻¹.
         nan_policy: ``"repair"`` (default; NaN/Inf replaced by the frame median, logged) or ``"raise"``.
+        axis_check: ``"warn"`` (default), ``"refuse"`` or ``"off"``: the spectral axis checked against the
+            stack's chemistry (see the module docstring and :func:`scripts.spectra.calibration.check_axis`).
+        axis_tolerance: largest accepted disagreement (cm⁻¹, default 15) between stored wavenumbers and
+            the C–H bands of the stack.
 
     The loaded image follows MONAI's axis order (:mod:`scripts.io.orientation`): channel-first
     (K, X, Y) = (K, W, H) float32 for a stack, with ``meta["wavenumbers"]`` ascending; (1, X, Y)
@@ -256,13 +269,21 @@ class HSRSReader(ImageReader):
     """
 
     def __init__(
-        self, assumed_wavenumber_range: Sequence[float] = CANONICAL_RANGE, nan_policy: str = "repair", **kwargs
+        self,
+        assumed_wavenumber_range: Sequence[float] = CANONICAL_RANGE,
+        nan_policy: str = "repair",
+        axis_check: str = "warn",
+        axis_tolerance: float = DEFAULT_TOLERANCE,
+        **kwargs,
     ):
         super().__init__()
         if nan_policy not in ("repair", "raise"):
             raise ValueError(f"nan_policy must be 'repair' or 'raise', got {nan_policy!r}.")
+        if axis_check not in AXIS_CHECK_MODES:
+            raise ValueError(f"axis_check must be one of {AXIS_CHECK_MODES}, got {axis_check!r}.")
         self.assumed_wavenumber_range = tuple(float(v) for v in assumed_wavenumber_range)
         self.nan_policy = nan_policy
+        self.axis_check, self.axis_tolerance = axis_check, float(axis_tolerance)
 
     def verify_suffix(self, filename: Sequence[str | Path] | str | Path) -> bool:
         """True for .nii, .nii.gz, .tif, .tiff, .npy files and for folders."""
@@ -285,7 +306,9 @@ class HSRSReader(ImageReader):
 
     def get_data(self, img: Path) -> tuple[np.ndarray, dict]:
         """Read the stack at ``img``; returns the channel-first (C, X, Y) array and its metadata."""
-        array, meta = read_hsrs(img, self.assumed_wavenumber_range, self.nan_policy)
+        array, meta = read_hsrs(
+            img, self.assumed_wavenumber_range, self.nan_policy, self.axis_check, self.axis_tolerance
+        )
         array = np.ascontiguousarray(to_monai_xy(array))
         affine = monai_affine(meta.get("pixel_size_um"))
         meta.update(
