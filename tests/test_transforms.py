@@ -9,6 +9,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 from scripts.spectra.axis import CANONICAL_WAVENUMBERS
+from scripts.spectra.reference import spectra_matrix
 from scripts.transforms.array import (
     NormalizeSpectralIntensity,
     RandSpectralGainDrift,
@@ -77,12 +78,29 @@ def test_resample_without_wavenumbers_logs_assumption(caplog):
     assert any("ASSUMING" in r.message for r in caplog.records)
 
 
-def test_resample_refuses_too_narrow_range():
-    wn = np.linspace(2850, 3000, 30)
-    with pytest.raises(
-        ValueError, match=r"lin\.nii\.gz: the stack covers 2850–3000 cm⁻¹ but the target grid needs 2800–3050"
-    ):
-        SpectralResample()(linear_stack(wn))
+def test_resample_refuses_a_window_below_the_minimum_naming_the_missing_bands():
+    with pytest.raises(ValueError, match=r"lin\.nii\.gz: the stack covers 2870–3000 cm⁻¹ .* uncovered: CH₂ symmetric"):
+        SpectralResample()(linear_stack(np.linspace(2870, 3000, 30)))
+    with pytest.raises(ValueError, match=r"covers 2800–2940 cm⁻¹ .* uncovered: CH₃ asymmetric / DNA ~2960"):
+        SpectralResample()(linear_stack(np.linspace(2800, 2940, 30)))
+    with pytest.raises(ValueError, match=r"more than 10 cm⁻¹ missing at an end"):  # the old, stricter rule on request
+        SpectralResample(max_extrapolation=10)(linear_stack(np.linspace(2814, 2993, 100)))
+
+
+@pytest.mark.parametrize("window", [(2814, 2993, 100), (2830, 3000, 40), (2850, 2960, 30), (2700, 3100, 200)])
+def test_resample_fills_partial_windows_with_the_pixels_own_chemistry(window):
+    """Instruments record 2814–2993, 2830–3000 …: the missing ends continue each pixel's lipid/protein/water mixture."""
+    wn = np.linspace(*window)
+    rng = np.random.default_rng(0)
+    amounts = rng.uniform(0, 1, (3, 4, 5))
+    refs = spectra_matrix(wn)[:, [0, 1, 3]]
+    stack = MetaTensor(torch.as_tensor(np.einsum("kc,chw->khw", refs, amounts) + 0.3, dtype=torch.float32))
+    stack.meta.update({"wavenumbers": wn, "filename_or_obj": "partial.tif"})
+    out = SpectralResample()(stack).numpy()
+    expected = np.einsum("kc,chw->khw", spectra_matrix(CANONICAL_WAVENUMBERS)[:, [0, 1, 3]], amounts) + 0.3
+    np.testing.assert_allclose(out, expected, atol=0.03)  # smoothing of 200 fine frames and interpolation only
+    if wn[-1] < CANONICAL_WAVENUMBERS[-1]:  # fill="edge" repeats the last measured frame instead
+        np.testing.assert_allclose(SpectralResample(fill="edge")(stack).numpy()[-1], stack.numpy()[-1], atol=0.01)
 
 
 def test_too_few_frames_and_wrong_ndim():
