@@ -85,6 +85,8 @@ SEARCH_SPACE: dict[str, Callable[[np.random.Generator], Any]] = {
     "ld_intensity_ratio": _uniform(1.0, 4.0),
     "ld_min_size": _choice([1, 2, 3, 4, 6]),
     "ld_edge_contrast": _uniform(0.0, 3.0),
+    "mrf_iterations": _choice([0, 0, 1, 2, 3, 5]),
+    "mrf_beta": _uniform(0.0, 4.0),
 }
 #: Candidate values of each parameter for the coordinate phase.
 COORDINATE_GRID: dict[str, list[Any]] = {
@@ -110,6 +112,8 @@ COORDINATE_GRID: dict[str, list[Any]] = {
     "ld_intensity_ratio": [1.0, 1.25, 1.5, 1.75, 2.0, 2.25, 2.5, 3.0, 3.5, 4.0],
     "ld_min_size": [1, 2, 3, 4, 6],
     "ld_edge_contrast": [0.0, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0],
+    "mrf_iterations": [0, 1, 2, 3, 5],
+    "mrf_beta": [0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0],
 }
 
 
@@ -323,7 +327,9 @@ def fit_parameters(
     drawn = list(space)
     stale = 0
     while len(history) < budget and stale < 10 * budget:
-        chosen = [drawn[i] for i in rng.choice(len(drawn), size=int(rng.integers(1, 4)), replace=False)]
+        chosen = [
+            drawn[i] for i in rng.choice(len(drawn), size=int(rng.integers(1, min(3, len(drawn)) + 1)), replace=False)
+        ]
         candidate = best.replace(**{name: space[name](rng) for name in chosen})
         n_before = len(history)
         score = score_of(candidate, "random")

@@ -113,6 +113,12 @@ class PhasorParameters:
     ld_edge_contrast : float
         A droplet's mean intensity is at least this many times that of a 2-px ring around it
         (rejects the broad blur of droplets outside the focal plane; 0 disables).
+    mrf_iterations : int
+        Spatial refinement in the spirit of Phasor-MRF (:mod:`scripts.phasor.refine`): ICM sweeps
+        over the foreground with per-class Gaussian models of the phasor features and a Potts prior;
+        0 (default) disables it.
+    mrf_beta : float
+        Potts weight per unlike 4-neighbour of the refinement.
 
     Examples
     --------
@@ -153,6 +159,8 @@ class PhasorParameters:
     ld_intensity_ratio: float = 1.5
     ld_min_size: int = 1
     ld_edge_contrast: float = 1.5
+    mrf_iterations: int = 0
+    mrf_beta: float = 1.0
 
     def __post_init__(self) -> None:
         choices = {
@@ -176,6 +184,7 @@ class PhasorParameters:
             "nucleus_opening": (0, 50),
             "ld_median_repeat": (0, 20),
             "ld_min_size": (0, 10**6),
+            "mrf_iterations": (0, 20),
         }
         for name, (lo, hi) in integers.items():
             value = getattr(self, name)
@@ -200,6 +209,7 @@ class PhasorParameters:
             "ld_intensity_ratio": (0.0, 100.0, True),
             "ld_edge_contrast": (0.0, 100.0, True),
             "cluster_lipid_cut": (0.0, 1.0, True),
+            "mrf_beta": (0.0, 20.0, True),
         }
         for name, (lo, hi, closed) in ranges.items():
             value = getattr(self, name)
