@@ -405,3 +405,107 @@ def test_job_reads_tiff_frame_folders(tmp_path):
     assert (tmp_path / "out" / "labels" / "stack_frames.tif").is_file()
     assert "not a spectral stack" in by_stem["frame_00_alone"]["error"]
     assert not (tmp_path / "out" / "plots").exists()
+
+
+# ------------------------------------------------------------ spectral axis, windows, a phasor that knows it is lost
+def _frames_folder(folder: Path, stack: np.ndarray) -> Path:
+    import tifffile
+
+    folder.mkdir(parents=True)
+    for k, frame in enumerate(stack):
+        tifffile.imwrite(folder / f"frame_{k + 1}.tif", frame)
+    return folder
+
+
+def _csv(path: Path) -> dict[str, dict]:
+    with open(path) as f:
+        return {r["stem"]: r for r in csv.DictReader(f)}
+
+
+def test_frames_without_wavenumbers_in_reversed_order_give_the_same_label_maps(tmp_path, caplog):
+    ph = simulate_phantom(np.random.default_rng([4242, 0, 0]), 128, 128, preset="easy")
+    _frames_folder(tmp_path / "data" / "forward", ph.stack)
+    _frames_folder(tmp_path / "data" / "backward", ph.stack[::-1])
+    with caplog.at_level(logging.WARNING):
+        rows = PhasorJob(tmp_path / "data", tmp_path / "out", plots=False).run()
+    a, _ = read_hsrs(tmp_path / "out" / "labels" / "forward.tif")
+    b, _ = read_hsrs(tmp_path / "out" / "labels" / "backward.tif")
+    np.testing.assert_array_equal(a, b)
+    assert dice_per_class(a[0], ph.labels)["nucleus"] > 0.9
+    assert [r["axis_check"] for r in rows] == ["inferred", "inferred"]
+    assert any(
+        "backward" in r.message and "INFERRED" in r.message and "frames reversed" in r.message for r in caplog.records
+    )
+
+
+def test_a_stack_covering_2814_to_2993_is_segmented(tuned):
+    ph = simulate_phantom(np.random.default_rng([4242, 10]), 128, 128, wavenumbers=np.linspace(2814, 2993, 100))
+    scores = dice_per_class(tuned.segment(ph.stack, ph.wavenumbers).labels, ph.labels)
+    assert scores["nucleus"] > MIN_DICE["nucleus"]
+    assert scores["lipid_droplet"] > MIN_DICE["lipid_droplet"]
+    with pytest.raises(PhasorInputError, match=r"covers 2870–3050 cm⁻¹ .* uncovered: CH₂ symmetric \(lipid\) ~2850"):
+        tuned.segment(ph.stack[:60], np.linspace(2870, 3050, 60))
+
+
+def test_noise_stack_is_flagged_in_the_table_or_refused(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    np.save(data / "noise.npy", np.random.default_rng(0).uniform(10, 1000, (64, 48, 48)).astype(np.float32))
+    rows = PhasorJob(data, tmp_path / "out", plots=False).run()
+    assert rows[0]["axis_check"] == "no_chemistry"
+    assert _csv(tmp_path / "out" / "phasor_statistics.csv")["noise"]["axis_check"] == "no_chemistry"
+    with pytest.raises(PhasorJobError, match=r"noise\.npy: .*(no spectral contrast|fits no C–H chemistry)"):
+        PhasorJob(data, tmp_path / "out2", plots=False, axis_check="refuse").run()
+
+
+def test_reference_cursor_fallback_is_a_warning_and_a_column_with_the_csv_count(tmp_path, caplog):
+    ph = simulate_phantom(np.random.default_rng([4242, 11]), 64, 64)
+    stack = np.full_like(ph.stack, 0.2)
+    stack[:, 30:35, 30:35] = ph.stack[:, 30:35, 30:35] + 1.0  # 25 bright pixels: too few to fit 3 clusters
+    (tmp_path / "data").mkdir()
+    write_stack(tmp_path / "data" / "few.tif", stack, ph.wavenumbers)
+    with caplog.at_level(logging.WARNING):
+        PhasorJob(tmp_path / "data", tmp_path / "out", plots=False, axis_check="off").run()
+    row = _csv(tmp_path / "out" / "phasor_statistics.csv")["few"]
+    assert row["cursor_fit"] == "reference"
+    assert row["qc"].startswith("reference cursors")
+    warnings = [r.message for r in caplog.records if r.levelno == logging.WARNING and "REFERENCE cursors" in r.message]
+    assert len(warnings) == 1
+    assert f"{row['foreground_px']} foreground pixels" in warnings[0]  # the log and the table count the same pixels
+
+
+def test_cursors_follow_a_cloud_far_from_the_references(tuned, caplog):
+    """An axis 40 cm⁻¹ off puts the whole cloud far from the references: the cursors follow it, with a WARNING.
+
+    With the reference cursors this stack came out 0 % nucleus and 48 % "droplet" (Dice 0.00 / 0.17)."""
+    ph = simulate_phantom(3, 256, 256)
+    with caplog.at_level(logging.WARNING):
+        result = tuned.segment(ph.stack, ph.wavenumbers - 40)
+    assert result.cursor_fit.method == "cloud"
+    assert result.statistics()["cursor_fit"] == "cloud"
+    assert "far from the reference cursors" in result.statistics()["qc"]
+    assert any("cursors fitted to the cloud" in r.message for r in caplog.records)
+    assert dice_per_class(result.labels, ph.labels)["nucleus"] > 0.9
+
+
+def test_implausible_label_fractions_are_flagged(caplog):
+    from scripts.phasor.segmenter import _implausible_fractions
+
+    labels = np.zeros((10, 10), np.uint8)
+    labels[:, :5] = 2
+    with caplog.at_level(logging.WARNING):
+        flags = _implausible_fractions(labels, np.ones((10, 10), bool), "tissue.tif")
+    assert flags == ["implausible: lipid droplet 50 % of the foreground (> 40 %)"]
+    assert any("tissue.tif" in r.message and "spectral axis" in r.message for r in caplog.records)
+
+
+def test_mrf_refinement_is_an_option_that_keeps_the_map_valid(tuned, easy_phantom):
+    refined = PhasorSegmenter(tuned.parameters.replace(mrf_iterations=2, mrf_beta=1.0))
+    plain, smooth = tuned.segment(easy_phantom.stack, easy_phantom.wavenumbers), refined.segment(
+        easy_phantom.stack, easy_phantom.wavenumbers
+    )
+    np.testing.assert_array_equal(smooth.labels == 2, plain.labels == 2)  # droplets keep their labels
+    assert not smooth.labels[~smooth.foreground].any()
+    assert dice_per_class(smooth.labels, easy_phantom.labels)["nucleus"] > MIN_DICE["nucleus"]
+    with pytest.raises(ValueError, match="mrf_iterations"):
+        PhasorParameters(mrf_iterations=-1)

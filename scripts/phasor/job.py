@@ -48,10 +48,12 @@ from scripts.phasor.parameters import PhasorInputError, PhasorParameters, load_p
 from scripts.phasor.plot import plot_phasor_result
 from scripts.phasor.segmenter import PhasorSegmenter
 from scripts.spectra.axis import CANONICAL_RANGE
+from scripts.spectra.calibration import AXIS_CHECK_MODES
 
 logger = logging.getLogger(__name__)
 
-#: Columns of ``phasor_statistics.csv`` (cursor columns: G, S and source of each cursor).
+#: Columns of ``phasor_statistics.csv`` (cursor columns: G, S and source of each cursor; QC columns: how the cursors
+#: were fitted, the cloud's distance from the references, the reader's axis check, and what to look at).
 CSV_COLUMNS = [
     "stem",
     "image",
@@ -71,6 +73,11 @@ CSV_COLUMNS = [
     "lipid_g",
     "lipid_s",
     "lipid_cursor",
+    "cursor_fit",
+    "cluster_px",
+    "cloud_distance",
+    "axis_check",
+    "qc",
     "seconds",
 ]
 CSV_NAME, DATALIST_NAME, PARAMETERS_NAME = "phasor_statistics.csv", "datalist.json", "phasor_parameters.yaml"
@@ -103,6 +110,9 @@ class PhasorJob:
         Wavenumbers assumed (logged) for stacks that store none.
     nan_policy : str
         ``"repair"`` or ``"raise"`` for NaN/Inf in stacks (see :func:`scripts.io.reader.read_hsrs`).
+    axis_check : str
+        ``"warn"``, ``"refuse"`` or ``"off"``: the spectral axis checked against each stack's chemistry
+        (see :func:`scripts.io.reader.read_hsrs`); its verdict is the ``axis_check`` column.
     validation_fraction : float
         Share of the stacks listed under ``validation`` in ``datalist.json`` (0 lists all under ``training``).
 
@@ -127,6 +137,7 @@ class PhasorJob:
         assumed_wavenumber_range: Sequence[float] = CANONICAL_RANGE,
         nan_policy: str = "repair",
         validation_fraction: float = 0.2,
+        axis_check: str = "warn",
     ):
         if parameters is not None and parameters_file is not None:
             raise ValueError("give parameters or parameters_file, not both.")
@@ -161,6 +172,9 @@ class PhasorJob:
         self.label_formats = tuple(label_formats)
         self.assumed_wavenumber_range = tuple(float(v) for v in assumed_wavenumber_range)
         self.nan_policy = nan_policy
+        if axis_check not in AXIS_CHECK_MODES:
+            raise ValueError(f"axis_check must be one of {AXIS_CHECK_MODES}, got {axis_check!r}.")
+        self.axis_check = axis_check
         if not 0 <= validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}.")
         self.validation_fraction = float(validation_fraction)
@@ -211,7 +225,7 @@ class PhasorJob:
         return rows
 
     def _process(self, segmenter: PhasorSegmenter, path: Path, stem: str, labels_dir: Path, plots_dir: Path) -> dict:
-        stack, meta = read_hsrs(path, self.assumed_wavenumber_range, self.nan_policy)
+        stack, meta = read_hsrs(path, self.assumed_wavenumber_range, self.nan_policy, self.axis_check)
         if "wavenumbers" not in meta:  # read_hsrs returns 2-D files (label maps, single frames) as (1, H, W)
             raise PhasorInputError(f"{path}: a 2-D image of shape {stack.shape[1:]}, not a spectral stack (K, H, W).")
         result = segmenter.segment(stack, meta["wavenumbers"], source=str(path))
@@ -226,6 +240,7 @@ class PhasorJob:
             "label": str(label.resolve()),
             "error": "",
             **result.statistics(),
+            "axis_check": meta.get("axis_check", ""),
         }
 
     def _write_tables(self, rows: list[dict[str, Any]]) -> None:
