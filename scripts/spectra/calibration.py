@@ -4,7 +4,7 @@ A C–H stack's foreground spectrum (cells minus the cell-free background) is a 
 of the reference spectra of :mod:`scripts.spectra.reference`: lipid (CH₂ ~2850 cm⁻¹ strongest),
 protein (CH₃ ~2935), DNA (~2960) and water (rising towards 3050+). Where its bands sit on the
 frame axis tells which way the frames run and how the axis is calibrated.
-:func:`estimate_axis` fits that mixture (plus a smooth baseline: residual non-Raman background)
+:func:`estimate_axis` fits that mixture (plus an offset and a slope: residual non-Raman background)
 for every candidate axis
 
     wavenumber_k = centre + shift ± scale · (nominal_k − centre)
@@ -56,8 +56,10 @@ FOREGROUND_PERCENTILE = 80.0
 #: Candidate shifts (cm⁻¹, correction of the nominal axis' centre) and scales (estimated / nominal span).
 SHIFT_RANGE: tuple[float, float] = (-50.0, 50.0)
 SCALE_RANGE: tuple[float, float] = (0.6, 1.7)
-#: Degree of the polynomial baseline over the frames (residual non-Raman background, offsets).
-BASELINE_DEGREE = 2
+#: Degree of the polynomial baseline over the frames (offset and slope: residual non-Raman background). Measured on
+#: 100 hard-preset stacks: degree 1 finds the direction in 98, degree 2 in 96, 0 in 91, 3 (or exponential decays
+#: from either end) in 77–94 — a more flexible baseline also fits the bands.
+BASELINE_DEGREE = 1
 #: Stored or estimated axes that differ by more than this (cm⁻¹, in the band region) disagree.
 DEFAULT_TOLERANCE = 15.0
 #: The band region where axes are compared: the C–H bands that constrain the fit.

@@ -113,7 +113,8 @@ class SpectralResample(Transform):
 
     **Partial windows.** Instruments record windows such as 2814–2993 or 2830–3000 cm⁻¹. A stack is
     accepted when it covers ``required_range`` (default :data:`~scripts.spectra.axis.REQUIRED_RANGE`,
-    2840–2970 cm⁻¹: the lipid CH₂ band at 2850 through the protein CH₃ and DNA bands at 2930–2960);
+    2840–2990 cm⁻¹: the lipid CH₂ band at 2850 through the protein CH₃ and DNA bands at 2930–2960, with
+    their flanks);
     the target frames beyond the measured range are filled by ``fill`` (logged):
 
     - ``"reference"`` (default): per pixel, the least-squares mixture of the reference lipid,
@@ -172,7 +173,7 @@ class SpectralResample(Transform):
             raise ValueError(
                 f"{source}: the stack covers {wn[0]:g}–{wn[-1]:g} cm⁻¹ but segmentation needs at least "
                 f"{self.required_range[0]:g}–{self.required_range[1]:g} cm⁻¹; uncovered: "
-                f"{', '.join(missing) if missing else 'the band edges'}. Record a wider window; if the stack "
+                f"{'; '.join(missing)}. Record a wider window; if the stack "
                 "stores no wavenumbers or wrong ones, give them in a sidecar <stem>.json."
             )
         if wn[0] >= self.target[-1] or wn[-1] <= self.target[0]:
