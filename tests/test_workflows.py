@@ -410,6 +410,9 @@ def test_inference_finds_the_frame_order_and_segments_a_partial_window(tmp_path,
         "backward" in line and "WARNING" in line and "INFERRED" in line and "frames reversed" in line
         for line in log.splitlines()
     )
+    summary = {r["stem"]: r for r in csv.DictReader((tmp_path / "o" / "summary.csv").open())}
+    assert summary["backward"]["axis_check"] == "inferred"
+    assert summary["partial"]["axis_check"] == "ok"
     labels, _ = read_hsrs(tmp_path / "o" / "partial.tif")
     scores = dice_per_class(labels[0], partial.labels)
     assert scores["nucleus"] > 0.9

@@ -37,6 +37,7 @@ SUMMARY_FIELDS = (
     "lipid_droplet_mean_diameter_px",
     "nucleus_area_um2",
     "lipid_droplet_area_um2",
+    "axis_check",
 )
 
 
@@ -61,6 +62,12 @@ def _as_label_map(pred: Any) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[0] > 1:  # one-hot or probabilities (C, X, Y)
         arr = arr.argmax(0)
     return np.ascontiguousarray(to_row_major(np.asarray(arr).reshape(arr.shape[-2:]))).astype(np.uint8)
+
+
+def _axis_flag(meta: dict, image: Any) -> str:
+    """``meta["axis_check"]`` of the prediction or its image ("" when the reader did not record one)."""
+    flag = meta.get("axis_check") or (image.meta.get("axis_check") if isinstance(image, MetaTensor) else None)
+    return str(flag[0] if isinstance(flag, list | tuple) and flag else flag or "")
 
 
 class SegmentationWriter:
@@ -129,6 +136,7 @@ class SegmentationWriter:
         }
         row["nucleus_area_um2"] = round(stats["nucleus_area_px"] * pixel**2, 3) if pixel else ""
         row["lipid_droplet_area_um2"] = round(stats["lipid_droplet_area_px"] * pixel**2, 3) if pixel else ""
+        row["axis_check"] = _axis_flag(meta, image)  # the reader's verdict on the spectral axis (README, data contract)
         self.rows[stem] = row
         if self.summary_csv:
             self._write_summary()
