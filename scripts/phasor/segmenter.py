@@ -17,7 +17,8 @@ on the training split (22 stacks) of the simulator's default preset, in about 5 
    2800–3050 cm⁻¹ grid (skipped when the stack is already on it: interpolating at the samples
    is the identity). The first harmonic's period is then the same window for every image, so
    cluster positions are comparable between images. Descending stacks are handled there
-   (a descending axis would mirror S).
+   (a descending axis would mirror S), and so are partial windows (at least 2840–2990 cm⁻¹; the
+   missing ends are continued by each pixel's reference mixture).
 2. **Background.** :class:`~scripts.transforms.array.SubtractSpectralBackground` subtracts the median
    spectrum of the dimmest 10 % of pixels (detector offset + water + uniform non-Raman
    background). A constant offset ``b`` has no first-harmonic content, so it scales a pixel's
@@ -39,7 +40,10 @@ on the training split (22 stacks) of the simulator's default preset, in about 5 
    named by their order along the reference cytoplasm→nucleus axis, so they follow each image
    (residual background, calibration shift, cell type). The lipid cursor is the reference lipid
    phasor rotated by the phase shift measured on those clusters (a calibration error rotates
-   every phasor). Explicit cursors can be given instead (``auto_cursors=False``).
+   every phasor). Explicit cursors can be given instead (``auto_cursors=False``). A cloud far from the
+   references, or a reference fit that fails, makes the cursors follow the cloud (clusters fitted
+   without reference initialisation, named by phase); too few pixels fall back to the reference
+   cursors. Both are WARNINGs and QC columns (:class:`~scripts.phasor.cursors.CursorFit`).
 7. **Nucleus.** Per pixel, the nucleus fraction on the line between the cytoplasm and nucleus
    cursors (``phasor_component_fraction``; or membership of the nucleus cluster's ellipse,
    ``mask_from_elliptic_cursor``), optionally averaged over a Gaussian neighbourhood of
@@ -53,6 +57,13 @@ on the training split (22 stacks) of the simulator's default preset, in about 5 
    brightness; then objects that are not clearly brighter than the cytoplasm ring around them
    (droplets outside the focal plane: broad blurs) and small objects are removed. Droplets win
    over nucleus.
+9. **Spatial refinement** (optional, ``mrf_iterations`` > 0; off in the shipped parameters, whose
+   fit gained nothing from it): a few ICM sweeps of a Potts MRF between cytoplasm and nucleus with
+   per-class models of each pixel's nucleus score and brightness (:mod:`scripts.phasor.refine`).
+
+Label fractions no sample of cells has (nucleus > 60 %, droplets > 40 % of the foreground) are
+logged as a WARNING; with the cursor fallbacks they make the ``qc`` entry of
+:meth:`PhasorResult.statistics`.
 
 The result is a label map (H, W) uint8 (0 background, 1 nucleus, 2 lipid droplet) like the
 network's, with everything needed to draw the phasor plot (:mod:`scripts.phasor.plot`).
