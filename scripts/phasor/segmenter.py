@@ -17,7 +17,7 @@ on the training split (22 stacks) of the simulator's default preset, in about 5 
    2800–3050 cm⁻¹ grid (skipped when the stack is already on it: interpolating at the samples
    is the identity). The first harmonic's period is then the same window for every image, so
    cluster positions are comparable between images. Descending stacks are handled there
-   (a descending axis would mirror S), and so are partial windows (at least 2840–2990 cm⁻¹; the
+   (a descending axis would mirror S), and so are partial windows (at least 2845–2985 cm⁻¹; the
    missing ends are continued by each pixel's reference mixture).
 2. **Background.** :class:`~scripts.transforms.array.SubtractSpectralBackground` subtracts the median
    spectrum of the dimmest 10 % of pixels (detector offset + water + uniform non-Raman

@@ -113,7 +113,7 @@ class SpectralResample(Transform):
 
     **Partial windows.** Instruments record windows such as 2814–2993 or 2830–3000 cm⁻¹. A stack is
     accepted when it covers ``required_range`` (default :data:`~scripts.spectra.axis.REQUIRED_RANGE`,
-    2840–2990 cm⁻¹: the lipid CH₂ band at 2850 through the protein CH₃ and DNA bands at 2930–2960, with
+    2845–2985 cm⁻¹: the lipid CH₂ band at 2850 through the protein CH₃ and DNA bands at 2930–2960, with
     their flanks);
     the target frames beyond the measured range are filled by ``fill`` (logged):
 
