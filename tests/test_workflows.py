@@ -248,7 +248,7 @@ def test_metadata_is_valid_against_the_model_zoo_schema():
     assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {
         "0": "background",
         "1": "nucleus",
-        "2": "lipid droplet",
+        "2": "lipid_droplet",
     }
 
 

@@ -42,8 +42,9 @@ class CheckLabelMapd(MapTransform):
             if self.image_key is not None and self.image_key in d:
                 image = d[self.image_key]
                 if tuple(np.shape(label)[-2:]) != tuple(np.shape(image)[-2:]):
+                    label_hw, image_hw = (tuple(np.shape(a)[-2:])[::-1] for a in (label, image))  # (X, Y) -> (H, W)
                     raise ValueError(
-                        f"{name}: label map size {tuple(np.shape(label)[-2:])} differs from its image "
-                        f"{source_name(image, self.image_key)} size {tuple(np.shape(image)[-2:])} (H, W)."
+                        f"{name}: label map size {label_hw} differs from its image "
+                        f"{source_name(image, self.image_key)} size {image_hw} (H, W)."
                     )
         return d
