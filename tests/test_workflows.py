@@ -174,11 +174,13 @@ def test_datalist_with_missing_file_fails_before_training(sim_dir, tmp_path):
             wf.parser.get_parsed_content("train#dataset")
     finally:
         broken.unlink()
-    raises_with(excinfo, r"broken_datalist\.json: 1 listed file\(s\) do not exist:\n  entry 0 image: .*gone\.nii\.gz$")
+    raises_with(
+        excinfo, r"^\S*gone\.nii\.gz: does not exist \(listed in \S*broken_datalist\.json, 'training' entry 0, image\)$"
+    )
 
 
 @pytest.mark.parametrize("problem", ["unknown_value", "size_mismatch"])
-def test_bad_label_map_fails_while_caching(sim_dir, tmp_path, problem):
+def test_bad_label_map_fails_before_caching(sim_dir, tmp_path, problem):
     labels = np.zeros((64, 64) if problem == "unknown_value" else (48, 64), np.uint8)
     labels[3, 3] = 7 if problem == "unknown_value" else 1
     if problem == "unknown_value":
