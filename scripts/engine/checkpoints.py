@@ -103,6 +103,16 @@ def checkpoint_files(checkpoint_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found, reverse=True)
 
 
+def trainer_epoch_of(checkpoint: Mapping, default: int = 0) -> int:
+    """The epoch a training checkpoint was saved at (ignite stores the iteration and the epoch length)."""
+    trainer = checkpoint.get("trainer", {})
+    if "epoch" in trainer:
+        return int(trainer["epoch"])
+    if trainer.get("epoch_length"):
+        return int(trainer.get("iteration", 0)) // int(trainer["epoch_length"])
+    return default
+
+
 def resumable_checkpoint(checkpoint_dir: str | Path, max_epochs: int) -> str | None:
     """The newest readable ``checkpoint_epoch=N.pt`` in ``checkpoint_dir`` of a training that has not finished.
 
@@ -123,7 +133,7 @@ def resumable_checkpoint(checkpoint_dir: str | Path, max_epochs: int) -> str | N
             logger.warning("%s: cannot read this training checkpoint (%s); trying an older one.", path, e)
             unreadable.append((path, e))
             continue
-        trainer_epoch = int(state.get("trainer", {}).get("epoch", epoch))
+        trainer_epoch = trainer_epoch_of(state, default=epoch)
         if trainer_epoch >= max_epochs:
             logger.warning(
                 "%s: this training already finished (%d of %d epochs); starting a new training in this output folder: "
@@ -321,8 +331,9 @@ class TrainingCheckpoint:
                 engine.add_event_handler(Events.STARTED, self._load)
         if self.save:
             self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            for _, path in checkpoint_files(self.checkpoint_dir):
-                remove_stale_temporaries(self.checkpoint_dir, path.name)
+            for stale in self.checkpoint_dir.glob(".*checkpoint_epoch=*.part*"):  # left by a killed run
+                if is_temporary(stale):
+                    stale.unlink(missing_ok=True)
             self._checkpoint = Checkpoint(
                 self._objects,
                 AtomicDiskSaver(self.checkpoint_dir),

@@ -38,7 +38,9 @@ _HINTS = {
 
 def write_error(path: str | Path, error: OSError) -> HSRSOutputError:
     """An :class:`HSRSOutputError` for a failed write of ``path``, saying why and what to do."""
-    hint = _HINTS.get(error.errno or -1, "is the disk full or the folder gone? check the free space and the output folder")
+    hint = _HINTS.get(
+        error.errno or -1, "is the disk full or the folder gone? check the free space and the output folder"
+    )
     return HSRSOutputError(
         f"{path}: cannot write this file ({error.strerror or error}); {hint}. The file was left as it was."
     )

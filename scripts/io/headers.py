@@ -111,7 +111,12 @@ def _nifti_header(path: Path) -> tuple[tuple[int, ...], np.dtype, np.ndarray | N
 
 
 def _tiff_pages_complete(tif, path: Path) -> bool:
+    """Whether the pixel data of the first series (contiguous: its extent; else the last page's strips) is in the file."""
     size = path.stat().st_size
+    series = tif.series[0]
+    offset = getattr(series, "dataoffset", None)
+    if offset is not None:
+        return offset + int(np.prod(series.shape)) * np.dtype(series.dtype).itemsize <= size
     last = tif.pages[-1]
     ends = [o + c for o, c in zip(last.dataoffsets, last.databytecounts, strict=False) if c]
     return not ends or max(ends) <= size
