@@ -2,6 +2,7 @@
 # (.venv) from the requirement files first, so it works on a fresh machine.
 #   make demo   - segment the bundled demo data with the pretrained hybrid-UNet (outputs/inference)
 #   make test   - the test suite (pytest)
+#   make test-reliability - the slow kill loop: real trainings killed (SIGKILL) at random moments and mid-save
 #   make lint   - ruff, plus the model zoo's isort / black / flake8 settings (pyproject.toml, .flake8)
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint benchmark benchmark-quick demo-data clean-venv
+.PHONY: venv demo test test-reliability lint benchmark benchmark-quick demo-data clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@echo "== setting up $(VENV): Python venv, $(TORCH_SPEC), then requirements.txt + requirements-dev.txt (a few minutes the first time)"
@@ -32,6 +33,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+test-reliability: $(STAMP)
+	$(BIN)/python -m pytest -q -m reliability tests/test_reliability.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
