@@ -3,6 +3,7 @@
 #   make demo   - segment the bundled demo data with the pretrained hybrid-UNet (outputs/inference)
 #   make test   - the test suite (pytest)
 #   make test-monailabel - a real MONAI Label server serving the bundle, over REST (own venv, ~8 GB, ~5 min)
+#   make test-reliability - the slow kill loop: real trainings killed (SIGKILL) at random moments and mid-save
 #   make lint   - ruff, plus the model zoo's isort / black / flake8 settings (pyproject.toml, .flake8)
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint benchmark benchmark-quick demo-data clean-venv test-monailabel
+.PHONY: venv demo test test-reliability test-monailabel lint benchmark benchmark-quick demo-data clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@echo "== setting up $(VENV): Python venv, $(TORCH_SPEC), then requirements.txt + requirements-dev.txt (a few minutes the first time)"
@@ -33,6 +34,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+test-reliability: $(STAMP)
+	$(BIN)/python -m pytest -q -m reliability tests/test_reliability.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

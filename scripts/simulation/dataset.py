@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 from scripts import __version__
+from scripts.io.atomic import atomic_path
 from scripts.io.writer import write_label_map, write_stack
 from scripts.simulation.phantom import PRESETS, UINT16_SCALE, simulate_phantom, to_uint16
 from scripts.spectra.axis import CANONICAL_NUM_FRAMES, CANONICAL_RANGE
@@ -85,7 +86,8 @@ def simulate_dataset(
         name: [{"image": f"images/{s}.{file_format}", "label": f"labels/{s}.{label_format}"} for s in members]
         for name, members in split.items()
     }
-    (out / "datalist.json").write_text(json.dumps(datalist, indent=2) + "\n")
+    with atomic_path(out / "datalist.json") as tmp:
+        tmp.write_text(json.dumps(datalist, indent=2) + "\n")
     settings = {
         "simulator_version": __version__,
         "seed": seed,
@@ -101,5 +103,6 @@ def simulate_dataset(
         "uint16_scale": UINT16_SCALE if dtype == "uint16" else None,
         "pixel_size_um": pixel_size_um,
     }
-    (out / "simulation.json").write_text(json.dumps({"settings": settings, "phantoms": records}, indent=1) + "\n")
+    with atomic_path(out / "simulation.json") as tmp:
+        tmp.write_text(json.dumps({"settings": settings, "phantoms": records}, indent=1) + "\n")
     return datalist
