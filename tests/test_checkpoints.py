@@ -159,3 +159,51 @@ def test_a_datalist_edited_between_runs_is_refused_in_one_line_and_the_run_stays
         f"{sim_dir}/labels/renamed.nii.gz: does not exist (listed in {edited}, 'validation' entry 1, label)",
     ]
     assert (run / "checkpoints" / "checkpoint_epoch=1.pt").read_bytes() == saved
+
+
+# ------------------------------------------------------------------------ what MONAI Label (or any short run) needs
+def test_a_checkpoint_of_a_training_on_other_data_is_not_resumed(trained, tmp_path, caplog):
+    """E.g. an earlier MONAI Label request: its checkpoint, learning-rate schedule and all, must not hijack a new one."""
+    from scripts.engine.checkpoints import run_digest
+
+    src = next((trained / "run" / "checkpoints").glob("*.pt"))
+    saved = torch.load(src, weights_only=True)["run"]["data_sha1"]
+    shutil.copy(src, tmp_path / src.name)
+    assert resumable_checkpoint(tmp_path, max_epochs=5, digest=saved) == str(tmp_path / src.name)
+    other = run_digest([{"image": "/elsewhere/a.nii.gz", "label": "/elsewhere/a_label.nii.gz"}])
+    assert other != saved
+    assert resumable_checkpoint(tmp_path, max_epochs=5, digest=other) is None
+    assert "a training on other data" in caplog.text
+
+
+def test_train_handlers_leave_monai_label_its_pretrained_loader():
+    """MONAI Label adds a loader of the served weights only when no train handler is spelled CheckpointLoader."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(TRAIN)
+    assert not [h for h in parser.get("train#handlers") if h.get("_target_") == "CheckpointLoader"]
+
+
+def test_pretrained_weights_are_loaded_and_a_short_run_ends_validated(trained, sim_dir, tmp_path):
+    """--pretrained loads the weights; a run shorter than val_interval still validates its last epoch and writes
+    its best model (with learning rate 0 it must be the pretrained model itself)."""
+    pretrained = trained / "models" / "model.pt"
+    wf = workflow(
+        TRAIN,
+        "train",
+        dataset_dir=str(sim_dir),
+        output_dir=str(tmp_path / "run"),
+        max_epochs=1,
+        pretrained=str(pretrained),
+        learning_rate=0.0,
+        **{**TINY, "val_interval": 5},
+        **NET,
+    )
+    wf.run()
+    wf.finalize()
+    best = torch.load(tmp_path / "run" / "models" / "model.pt", weights_only=True)  # the default ckpt_dir
+    start = torch.load(pretrained, weights_only=True)
+    assert best.keys() == start.keys()
+    for name in start:
+        torch.testing.assert_close(best[name], start[name], msg=name)

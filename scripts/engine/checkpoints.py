@@ -18,7 +18,9 @@ model are on disk, and what the checkpoint says about the best model matches the
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import re
 import weakref
@@ -28,6 +30,7 @@ from typing import Any
 
 import torch
 from ignite.handlers import Checkpoint, DiskSaver
+from monai.handlers import CheckpointLoader
 from scripts.io.atomic import atomic_path, is_temporary, remove_stale_temporaries
 from scripts.io.errors import HSRSInputError, HSRSOptionError, as_bool
 
@@ -113,14 +116,35 @@ def trainer_epoch_of(checkpoint: Mapping, default: int = 0) -> int:
     return default
 
 
-def resumable_checkpoint(checkpoint_dir: str | Path, max_epochs: int) -> str | None:
+def run_digest(training_data: Any) -> str:
+    """A short fingerprint of what a training learns from (its datalist items, as JSON), to tell runs apart."""
+    blob = json.dumps(training_data, sort_keys=True, default=str).encode()
+    return hashlib.sha1(blob).hexdigest()[:16]
+
+
+class _RunIdentity:
+    """The fingerprint of the training data, saved in every training checkpoint (ignite saves ``state_dict()``)."""
+
+    def __init__(self, digest: str):
+        self.digest = digest
+
+    def state_dict(self) -> dict[str, str]:
+        return {"data_sha1": self.digest}
+
+    def load_state_dict(self, state: Mapping[str, str]) -> None:  # identity is checked before loading, not restored
+        pass
+
+
+def resumable_checkpoint(checkpoint_dir: str | Path, max_epochs: int, digest: str | None = None) -> str | None:
     """The newest readable ``checkpoint_epoch=N.pt`` in ``checkpoint_dir`` of a training that has not finished.
 
     The train workflow saves the model, optimizer, learning-rate scheduler, trainer, best-model
     and time-limit state there after every epoch; loading it continues at the next epoch. A
     checkpoint of a training that already reached ``max_epochs`` is not resumed (a new run starts,
-    logged). A checkpoint that cannot be read is passed over for an older one (logged); when none
-    can be read, :class:`~scripts.io.errors.HSRSInputError` names the file.
+    logged), nor one of a training on other data (``digest``, see :func:`run_digest`: e.g. an earlier
+    MONAI Label request, or a changed datalist; logged). A checkpoint that cannot be read is passed
+    over for an older one (logged); when none can be read, :class:`~scripts.io.errors.HSRSInputError`
+    names the file.
 
     Returns:
         The path, or None when there is nothing to resume.
@@ -134,6 +158,14 @@ def resumable_checkpoint(checkpoint_dir: str | Path, max_epochs: int) -> str | N
             unreadable.append((path, e))
             continue
         trainer_epoch = trainer_epoch_of(state, default=epoch)
+        saved_digest = state.get("run", {}).get("data_sha1")
+        if digest is not None and saved_digest is not None and saved_digest != digest:
+            logger.warning(
+                "%s: a checkpoint of a training on other data (another datalist or another request); starting a new "
+                "training in this output folder: its checkpoint and best model are replaced as the new one progresses.",
+                path,
+            )
+            return None
         if trainer_epoch >= max_epochs:
             logger.warning(
                 "%s: this training already finished (%d of %d epochs); starting a new training in this output folder: "
@@ -295,6 +327,8 @@ class TrainingCheckpoint:
         save: write checkpoints (False on non-zero ranks of a distributed run).
         save_interval: epochs between checkpoints.
         map_location: device for loading.
+        run_data: what the training learns from (``@train#dataset#data``): its fingerprint is saved, and a
+            checkpoint of a training on other data is not resumed.
     """
 
     def __init__(
@@ -305,9 +339,13 @@ class TrainingCheckpoint:
         save: bool = True,
         save_interval: int = 1,
         map_location=None,
+        run_data: Any = None,
     ):
         self.checkpoint_dir = Path(checkpoint_dir)
         self.save_dict = {k: v for k, v in dict(save_dict).items() if v is not None}
+        self.digest = run_digest(run_data) if run_data is not None else None
+        if self.digest is not None:
+            self.save_dict["run"] = _RunIdentity(self.digest)
         self.resume, self.save = as_bool(resume, "resume"), as_bool(save, "save")
         self.save_interval, self.map_location = int(save_interval), map_location
         self.resumed_from: str | None = None
@@ -326,7 +364,7 @@ class TrainingCheckpoint:
         for best in self._best_model_savers():
             best.deferred = True
         if self.resume:
-            self.resumed_from = resumable_checkpoint(self.checkpoint_dir, engine.state.max_epochs)
+            self.resumed_from = resumable_checkpoint(self.checkpoint_dir, engine.state.max_epochs, self.digest)
             if self.resumed_from:
                 engine.add_event_handler(Events.STARTED, self._load)
         if self.save:
@@ -388,3 +426,24 @@ class TrainingCheckpoint:
         for other_epoch, path in checkpoint_files(self.checkpoint_dir):
             if other_epoch != epoch:
                 path.unlink(missing_ok=True)
+
+
+class ModelWeightsLoader(CheckpointLoader):
+    """MONAI's ``CheckpointLoader`` for one weights file, whose absence is a one-line user error.
+
+    The file is checked when the handler is built (:func:`scripts.io.preflight.model_file`), before any
+    stack is read; a disabled handler (the model zoo's tests disable ``handlers#0`` to run without
+    weights) checks nothing. In ``train#handlers`` it loads ``--pretrained`` weights: there it must not
+    be spelled ``CheckpointLoader``, because MONAI Label adds its own loader of the served weights only
+    when no handler of that name is listed.
+
+    Args:
+        load_path: the weights file (``ckpt_dir/model_name``, or ``--pretrained``).
+        kwargs: passed to ``CheckpointLoader`` (``load_dict``, ``map_location``, ``strict`` ...).
+    """
+
+    def __init__(self, load_path: str | Path, **kwargs: Any):
+        from scripts.io.preflight import model_file
+
+        path = Path(load_path)
+        super().__init__(load_path=model_file(path.parent, path.name), **kwargs)

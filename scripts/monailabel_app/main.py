@@ -15,7 +15,8 @@ provides for them is in ``configs/inference.yaml`` (``postprocessing``) and ``co
 This app only (1) takes the bundle folder directly, so the server never asks the internet-hosted
 model zoo for a bundle list as the ``monaibundle`` sample app does at start-up; (2) names the labels;
 (3) makes training write the served weights, ``<bundle>/models/model.pt`` (the bundle's own training
-runs keep them in their output folder); (4) skips the pretrained weights when a request says
+runs keep them in their output folder), and start afresh from them for every request unless the request
+says ``"resume": true``; (4) skips the pretrained weights when a request says
 ``"pretrained": false`` (MONAI Label 0.8.5 crashes on it: ``os.path.exists(None)`` in
 ``monailabel/tasks/train/bundle.py``).
 """
@@ -36,7 +37,12 @@ LABELS = {"nucleus": 1, "lipid_droplet": 2}
 
 
 class HSRSTrainTask(BundleTrainTask):
-    """MONAI Label's bundle trainer, writing the served weights and tolerating ``"pretrained": false``."""
+    """MONAI Label's bundle trainer: writes the served weights, starts a new training for every request
+    (``"resume": true`` in a request continues an interrupted one), tolerates ``"pretrained": false``."""
+
+    def __call__(self, request, datastore):
+        self._request = dict(request)
+        return super().__call__(request, datastore)
 
     def _load_checkpoint(self, model_pytorch, pretrained, train_handlers):
         if pretrained:
@@ -44,6 +50,7 @@ class HSRSTrainTask(BundleTrainTask):
 
     def _update_overrides(self, overrides):
         overrides["ckpt_dir"] = os.path.join(self.bundle_path, "models")  # the file /infer/ serves and reloads
+        overrides["resume"] = bool(getattr(self, "_request", {}).get("resume", False))
         return overrides
 
 

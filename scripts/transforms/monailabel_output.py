@@ -1,4 +1,4 @@
-"""The label map as MONAI Label's writer needs it: the last post-transform of ``postprocessing`` in ``inference.yaml``.
+"""The label map as MONAI Label's writer needs it: the last step of ``post_transforms`` in ``inference.yaml``.
 
 MONAI Label (0.8.5) runs the bundle's ``preprocessing``, ``inferer`` and ``postprocessing``, appends its own
 ``Restored(keys="pred", ref_image="image")`` and writes ``pred`` with ITK
@@ -11,8 +11,9 @@ with the input's 4×4 affine in millimetres, ITK's unit:
 - ``image.meta["spatial_shape"]`` = (X, Y, 1), the size ``Restored`` checks ``pred`` against;
 - ``image.meta["original_affine"]`` = diag(pixel, pixel, 1, 1) in mm (the reader's pixel size in µm / 1000).
 
-The bundle's own evaluator uses ``label_postprocessing`` (without this step), so its writers keep the
-(1, X, Y) map of every other MONAI pipeline.
+MONAI Label reads ``postprocessing`` and then ``post_transforms`` and keeps the last it finds; the bundle's
+own evaluator uses ``postprocessing`` (without this step), so its writers keep the (1, X, Y) map of every
+other MONAI pipeline.
 """
 
 from __future__ import annotations
