@@ -5,7 +5,7 @@ Run (in the MONAI Label venv, see requirements-monailabel.txt):
     HSRS_BUNDLE=/path/to/bundle <venv>/bin/python -m pytest -q test_monailabel_server.py
 
 ``HSRS_BUNDLE`` defaults to the parent folder of this file when that folder is a bundle (``configs/``).
-``HSRS_MLABEL_APP`` names the MONAI Label app folder (default: ``monailabel_app/`` or ``app/`` beside this file).
+``HSRS_MLABEL_APP`` names the MONAI Label app folder (default: the bundle's ``scripts/monailabel_app``).
 Without monailabel installed the whole module is skipped.
 
 What it does: copies the bundle, the app and the demo stacks into a temporary folder (the server writes
@@ -15,9 +15,9 @@ into all three), starts ``python -m monailabel.main start_server`` on a free 127
 which holds the training subprocess too). Every request goes to 127.0.0.1 with a timeout; every wait loop
 has a deadline. About 2-3 minutes on 2 CPU cores.
 
-Tests whose name ends in ```` encode what MONAI Label needs from the bundle (see the report
-that came with this file); some or all of them FAIL against the bundle as of commits 0f37df4 and 798c611.
-Everything else must pass.
+The bundle side of what is checked: ``post_transforms`` in configs/inference.yaml (the label map as MONAI
+Label's writer overlays it), train.yaml's handlers (pretrained loading, last-epoch validation, no resume of
+another request's run) and scripts/monailabel_app (served weights, one training per request).
 """
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ def test_info_lists_labels_model_and_trainer(server):
 # ---------------------------------------------------------------------------------------------- /infer/
 def test_infer_returns_label_map_of_input_size(server, inferred):
     """HTTP 200, a label map with values in {0,1,2} and the input's in-plane shape (X=W, Y=H); the non-square
-    crop shows a transposed map by its shape. Bundle as of 0f37df4: HTTP 500 (ITK SetDirection)."""
+    crop shows a transposed map by its shape."""
     for image_id in server.image_ids:
         returned = _as_2d(_returned(inferred, server, image_id).dataobj)
         expected = nib.load(str(server.studies / f"{image_id}.nii.gz")).shape[:2]
@@ -279,9 +279,7 @@ def test_infer_dice_as_returned(server, inferred):
     """Dice per class of the map AS RETURNED against the demo label map, >= 0.9, on the three demo stacks
     (classes with at least MIN_GT_PIXELS ground-truth pixels in the image: hsrs_default_s7_0000 has 16 lipid-
     droplet pixels, where even the bundle's own inference scores 0.36; the non-square crop is only used for
-    shapes, a nucleus cut at its border gives 0.88 there). Fails until the bundle's postprocessing returns the
-    map in the input file's (X, Y) order: with the bundle as of 0f37df4 /infer/ answers HTTP 500, and with only
-    a SqueezeDimd added the map comes back transposed (nucleus Dice 0.27 / 0.00 / 0.00)."""
+    shapes, a nucleus cut at its border gives 0.88 there)."""
     failures, rows = [], []
     for image_id in server.demo_ids:
         returned = _as_2d(_returned(inferred, server, image_id).dataobj)
@@ -302,8 +300,7 @@ def test_infer_dice_as_returned(server, inferred):
 def test_infer_on_input_grid(server, inferred):
     """The returned map overlays its input in a viewer: its first two axes are the input's (X, Y) (any further
     axis of size 1), and its in-plane voxel-to-world mapping (direction, spacing, origin, in mm) equals the
-    input's. Bundle as of 798c611: a (1, X, Y) volume (X on the second axis), 0.25 mm pixels (input: 0.25
-    micron); with only a SqueezeDimd added (0f37df4): 1 mm pixels and mirrored axes."""
+    input's."""
     for image_id in server.image_ids:
         returned = _returned(inferred, server, image_id)
         source = nib.load(str(server.studies / f"{image_id}.nii.gz"))
@@ -365,14 +362,42 @@ def test_train_one_epoch_finishes(server, trained):
 
 def test_train_starts_from_pretrained_model(server, trained):
     """A request with pretrained=true must load models/model.pt before training. MONAI Label injects its
-    CheckpointLoader only if train#handlers has no CheckpointLoader; the bundle as of 0f37df4 has a disabled
-    one, so nothing is loaded."""
+    CheckpointLoader only if no train#handlers entry is spelled CheckpointLoader."""
     needle = f"Restored all variables from {server.bundle / 'models' / 'model.pt'}"
     found = needle in server.log_text()
     assert found, f"{needle!r} not in the server log ({server.log_path})"
 
 
 def test_train_rewrites_model_pt(server, trained):
-    """After a finished request, models/model.pt (what /infer/ serves) holds the newly trained weights. The
-    bundle as of 0f37df4 writes it only on a validation round (every val_interval=5 epochs)."""
+    """After a finished request, models/model.pt (what /infer/ serves) holds the newly trained weights. A 1-epoch run
+    is shorter than val_interval: the bundle validates the last epoch of every run."""
     assert _sha256(trained["model_pt"]) != trained["model_pt_before"], "models/model.pt unchanged by training"
+
+
+def test_a_second_request_trains_afresh_from_the_served_model(server, trained):
+    """A second request must not resume the first one's checkpoint (with its finished learning-rate schedule):
+    it starts again from the served weights, and updates them."""
+    before = _sha256(trained["model_pt"])
+    log_start = len(server.log_text())
+    r = server.http.post(
+        f"{server.url}/train/{MODEL}",
+        json={"max_epochs": 2, "val_split": 0.2, "device": "cpu", "multi_gpu": False, "pretrained": True},
+        timeout=60,
+    )
+    assert r.status_code == 200, f"POST /train/: HTTP {r.status_code} {r.text[:300]}"
+    task_id = r.json().get("id")
+    deadline, task = time.monotonic() + TRAIN_TIMEOUT_S, {}
+    while time.monotonic() < deadline:
+        task = server.http.get(f"{server.url}/train/", timeout=30).json()
+        if task.get("id") == task_id and task.get("status") in ("DONE", "ERROR", "STOPPED"):
+            break
+        time.sleep(2)
+    else:
+        server.http.delete(f"{server.url}/train/", timeout=30)
+        pytest.fail(f"second training not finished after {TRAIN_TIMEOUT_S} s:\n{server.log_tail()}")
+    assert task["status"] == "DONE", f"{task}\n--- server log ---\n{server.log_tail(60)}"
+    log = server.log_text()[log_start:]
+    assert "Resuming an interrupted training" not in log
+    assert f"Restored all variables from {server.bundle / 'models' / 'model.pt'}" in log
+    assert "Epoch: 2/2" in log or "Epoch[2]" in log, "the second request did not train its 2 epochs"
+    assert _sha256(trained["model_pt"]) != before, "models/model.pt unchanged by the second training"
