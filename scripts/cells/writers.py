@@ -118,7 +118,8 @@ def write_overlay_png(
     return path
 
 
-def _csv_value(value) -> str:
+def csv_value(value) -> str:
+    """The CSV text of a table value: ``true``/``false``, 6 significant digits, empty for NaN."""
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
     if isinstance(value, (float, np.floating)):
@@ -150,7 +151,7 @@ def write_table(
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(names)
-    writer.writerows([_csv_value(v) for v in row.values()] for row in rows)
+    writer.writerows([csv_value(v) for v in row.values()] for row in rows)
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(buffer.getvalue(), encoding="utf-8")
@@ -174,14 +175,14 @@ def write_table(
 
 
 def write_cell_outputs(
-    folder: str | Path, measurement: CellMeasurement, nifti: bool = True, overlay: bool = True
+    folder: str | Path, measurement: CellMeasurement, nifti: bool = True, overlay: bool = True, table: bool = True
 ) -> list[Path]:
     """Write every per-stack file of a :class:`~scripts.cells.measure.CellMeasurement` into ``folder``.
 
     ``<stem>_instances.tif``, ``<stem>_instances_*.nii.gz`` (``nifti``), ``<stem>_cells_overlay.png``
-    (``overlay``) and ``<stem>_cells.csv`` (its rows; header only when the field has no cell). The
-    tables over all stacks (rows and summaries) are for the caller to collect and pass to
-    :func:`write_table`.
+    (``overlay``) and ``<stem>_cells.csv`` (``table``: its rows; header only when the field has no
+    cell). The tables over all stacks (rows and summaries) are for the caller to collect and pass to
+    :func:`write_table`, or to update stack by stack (:mod:`scripts.cells.tables`).
 
     Returns:
         The written paths.
@@ -199,6 +200,7 @@ def write_cell_outputs(
                 folder / f"{m.stem}_cells_overlay.png", m.mean_image, m.instances, m.pixel_size_um, m.stem
             )
         )
-    written += write_table(folder / f"{m.stem}_cells.csv", m.rows, CELL_COLUMNS)
+    if table:
+        written += write_table(folder / f"{m.stem}_cells.csv", m.rows, CELL_COLUMNS)
     logger.info("%s: %d cells -> %s", m.stem, len(m.rows), folder)
     return written
