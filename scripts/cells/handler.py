@@ -87,7 +87,7 @@ class CellReadoutHandler:
         meta = image.meta if isinstance(image, MetaTensor) else {}
         pred_meta = pred.meta if isinstance(pred, MetaTensor) else {}
         source = str(
-            pred_meta.get("filename_or_obj") or meta.get("filename_or_obj") or f"image_{len(self.readout.seconds)}"
+            pred_meta.get("filename_or_obj") or meta.get("filename_or_obj") or f"image_{len(self.readout.timings)}"
         )
         stem = stack_stem(source)
         stack = np.ascontiguousarray(to_row_major(_as_numpy(image)))
