@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from scripts.io.writer import atomic_path
+from scripts.io.atomic import atomic_path
 
 #: Channel order of the instance TIFF.
 INSTANCE_KINDS = ("cells", "nuclei", "lipid_droplets")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from scripts import __version__
+from scripts.io.atomic import atomic_path
 from scripts.io.instance_maps import write_instance_tiff
 from scripts.io.writer import write_label_map, write_stack
 from scripts.simulation.phantom import PRESETS, UINT16_SCALE, simulate_phantom, to_uint16
@@ -109,7 +110,8 @@ def simulate_dataset(
         ]
         for name, members in split.items()
     }
-    (out / "datalist.json").write_text(json.dumps(datalist, indent=2) + "\n")
+    with atomic_path(out / "datalist.json") as tmp:
+        tmp.write_text(json.dumps(datalist, indent=2) + "\n")
     settings = {
         "simulator_version": __version__,
         "seed": seed,
@@ -125,5 +127,6 @@ def simulate_dataset(
         "uint16_scale": UINT16_SCALE if dtype == "uint16" else None,
         "pixel_size_um": pixel_size_um,
     }
-    (out / "simulation.json").write_text(json.dumps({"settings": settings, "phantoms": records}, indent=1) + "\n")
+    with atomic_path(out / "simulation.json") as tmp:
+        tmp.write_text(json.dumps({"settings": settings, "phantoms": records}, indent=1) + "\n")
     return datalist
