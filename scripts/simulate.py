@@ -18,9 +18,10 @@ documented in ``docs/simulation.md``):
 6. noise: shot noise of the probe beam (signal independent), laser intensity noise (proportional
    to the signal) and read noise, over a range of SNR.
 
-The same seed gives the same bytes. Output: ``DIR/images/<stem>``, ``DIR/labels/<stem>`` and a
-MONAI datalist ``DIR/datalist.json`` (``training``/``validation``/``test``), plus
-``DIR/simulation.json`` with every phantom's sampled parameters (SNR, background level ...).
+The same seed gives the same bytes. Output: ``DIR/images/<stem>``, ``DIR/labels/<stem>``,
+``DIR/instances/<stem>.tif`` (cell, nucleus and lipid-droplet instance maps) and a MONAI datalist
+``DIR/datalist.json`` (``training``/``validation``/``test``), plus ``DIR/simulation.json`` with
+every phantom's sampled parameters (SNR, background level ...).
 """
 
 from __future__ import annotations

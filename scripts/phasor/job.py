@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,12 @@ class PhasorJob:
         ``"repair"`` or ``"raise"`` for NaN/Inf in stacks (see :func:`scripts.io.reader.read_hsrs`).
     validation_fraction : float
         Share of the stacks listed under ``validation`` in ``datalist.json`` (0 lists all under ``training``).
+    post_step : callable, optional
+        Called after each stack's label maps are written, as ``post_step(stem=, stack=, wavenumbers=,
+        labels=, pixel_size_um=)`` with the stack as read ((K, H, W), ``meta["wavenumbers"]``, the
+        recorded pixel size or None) and its (H, W) label map; ``configs/phasor.yaml`` passes the
+        per-cell readout (:class:`scripts.cells.readout.CellReadout`). Its errors count as the
+        stack's errors (``skip_errors``).
 
     Examples
     --------
@@ -143,6 +149,7 @@ class PhasorJob:
         assumed_wavenumber_range: Sequence[float] = CANONICAL_RANGE,
         nan_policy: str = "repair",
         validation_fraction: float = 0.2,
+        post_step: Callable[..., Any] | None = None,
     ):
         if parameters is not None and parameters_file is not None:
             raise ValueError("give parameters or parameters_file, not both.")
@@ -180,6 +187,11 @@ class PhasorJob:
         if not 0 <= validation_fraction < 1:
             raise HSRSOptionError(f"validation_fraction must be in [0, 1), got {validation_fraction}.")
         self.validation_fraction = float(validation_fraction)
+        if post_step is not None and not callable(post_step):
+            raise TypeError(
+                f"post_step must be callable (stem=, stack=, wavenumbers=, labels=, pixel_size_um=), got {post_step!r}."
+            )
+        self.post_step = post_step
 
     def run(self) -> list[dict[str, Any]]:
         """Segment all stacks; returns the CSV rows (one dict per stack)."""
@@ -236,6 +248,14 @@ class PhasorJob:
         written = write_label_map(labels_dir / stem, result.labels, self.label_formats, meta.get("pixel_size_um"))
         if self.plots:
             plot_phasor_result(result, plots_dir / f"{stem}_phasor.png", title=stem)
+        if self.post_step is not None:
+            self.post_step(
+                stem=stem,
+                stack=stack,
+                wavenumbers=meta["wavenumbers"],
+                labels=result.labels,
+                pixel_size_um=meta.get("pixel_size_um"),
+            )
         nifti = [w for w in written if w.name.endswith((".nii.gz", ".nii"))]
         label = (nifti or written)[0]
         return {
