@@ -333,9 +333,15 @@ def trained(server, inferred):
         assert r.status_code == 200, f"label upload {image_id}: HTTP {r.status_code} {r.text[:300]}"
     model_pt = server.bundle / "models" / "model.pt"
     before = _sha256(model_pt)
+    task = _train(server, max_epochs=1)
+    return {"task": task, "model_pt_before": before, "model_pt": model_pt}
+
+
+def _train(server, max_epochs: int) -> dict:
+    """POST /train/<model> (pretrained, CPU) and wait (bounded) for the task to end; returns its final status."""
     r = server.http.post(
         f"{server.url}/train/{MODEL}",
-        json={"max_epochs": 1, "val_split": 0.2, "device": "cpu", "multi_gpu": False, "pretrained": True},
+        json={"max_epochs": max_epochs, "val_split": 0.2, "device": "cpu", "multi_gpu": False, "pretrained": True},
         timeout=60,
     )
     assert r.status_code == 200, f"POST /train/: HTTP {r.status_code} {r.text[:300]}"
@@ -344,12 +350,10 @@ def trained(server, inferred):
     while time.monotonic() < deadline:
         task = server.http.get(f"{server.url}/train/", timeout=30).json()
         if task.get("id") == task_id and task.get("status") in ("DONE", "ERROR", "STOPPED"):
-            break
+            return task
         time.sleep(2)
-    else:
-        server.http.delete(f"{server.url}/train/", timeout=30)  # stop it; teardown kills what is left
-        pytest.fail(f"training not finished after {TRAIN_TIMEOUT_S} s:\n{server.log_tail()}")
-    return {"task": task, "model_pt_before": before, "model_pt": model_pt}
+    server.http.delete(f"{server.url}/train/", timeout=30)  # stop it; teardown kills what is left
+    pytest.fail(f"training not finished after {TRAIN_TIMEOUT_S} s:\n{server.log_tail()}")
 
 
 def test_train_one_epoch_finishes(server, trained):
@@ -379,22 +383,7 @@ def test_a_second_request_trains_afresh_from_the_served_model(server, trained):
     it starts again from the served weights, and updates them."""
     before = _sha256(trained["model_pt"])
     log_start = len(server.log_text())
-    r = server.http.post(
-        f"{server.url}/train/{MODEL}",
-        json={"max_epochs": 2, "val_split": 0.2, "device": "cpu", "multi_gpu": False, "pretrained": True},
-        timeout=60,
-    )
-    assert r.status_code == 200, f"POST /train/: HTTP {r.status_code} {r.text[:300]}"
-    task_id = r.json().get("id")
-    deadline, task = time.monotonic() + TRAIN_TIMEOUT_S, {}
-    while time.monotonic() < deadline:
-        task = server.http.get(f"{server.url}/train/", timeout=30).json()
-        if task.get("id") == task_id and task.get("status") in ("DONE", "ERROR", "STOPPED"):
-            break
-        time.sleep(2)
-    else:
-        server.http.delete(f"{server.url}/train/", timeout=30)
-        pytest.fail(f"second training not finished after {TRAIN_TIMEOUT_S} s:\n{server.log_tail()}")
+    task = _train(server, max_epochs=2)
     assert task["status"] == "DONE", f"{task}\n--- server log ---\n{server.log_tail(60)}"
     log = server.log_text()[log_start:]
     assert "Resuming an interrupted training" not in log
