@@ -2,6 +2,8 @@
 # (.venv) from the requirement files first, so it works on a fresh machine.
 #   make demo   - segment the bundled demo data with the pretrained hybrid-UNet (outputs/inference)
 #   make test   - the test suite (pytest)
+#   make test-monailabel - a real MONAI Label server serving the bundle, over REST (own venv, ~8 GB, ~5 min)
+#   make test-reliability - the slow kill loop: real trainings killed (SIGKILL) at random moments and mid-save
 #   make lint   - ruff, plus the model zoo's isort / black / flake8 settings (pyproject.toml, .flake8)
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +12,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint benchmark benchmark-quick demo-data clean-venv
+.PHONY: venv demo test test-reliability test-monailabel lint benchmark benchmark-quick demo-data clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@echo "== setting up $(VENV): Python venv, $(TORCH_SPEC), then requirements.txt + requirements-dev.txt (a few minutes the first time)"
@@ -33,6 +35,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+test-reliability: $(STAMP)
+	$(BIN)/python -m pytest -q -m reliability tests/test_reliability.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/isort --check-only --diff .
@@ -50,3 +55,27 @@ demo-data: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# MONAI Label in a virtual environment of its own: monailabel 0.8.5 needs numpy < 2, pydicom < 3 and torchvision,
+# which exists here only beside torch 2.14.1 (why each pin: requirements-monailabel.txt).
+MLABEL_VENV ?= .venv-monailabel
+MLABEL_BIN := $(MLABEL_VENV)/bin
+MLABEL_STAMP := $(MLABEL_VENV)/.installed
+
+$(MLABEL_STAMP): requirements-monailabel.txt
+	@echo "== [1/5] $(MLABEL_VENV): a venv of its own for MONAI Label"
+	test -x $(MLABEL_BIN)/python || $(PYTHON) -m venv $(MLABEL_VENV)
+	@echo "== [2/5] torch, torchvision, numpy, setuptools first (torch ~5.5 GB, from the local package files)"
+	$(MLABEL_BIN)/python -m pip install --quiet $$(grep -E '^(torch|torchvision|numpy|setuptools)[=<>]' requirements-monailabel.txt)
+	@echo "== [3/5] sam2 (a requirement of monailabel 0.8.5, source only): pure-Python build"
+	SAM2_BUILD_CUDA=0 $(MLABEL_BIN)/python -m pip install --quiet --no-build-isolation $$(grep -E '^sam2==' requirements-monailabel.txt)
+	@echo "== [4/5] monailabel, its pinned server stack, the bundle's requirements"
+	$(MLABEL_BIN)/python -m pip install --quiet -r requirements-monailabel.txt
+	@echo "== [5/5] pip check; versions in $(MLABEL_VENV)/versions.txt"
+	$(MLABEL_BIN)/python -m pip check
+	$(MLABEL_BIN)/python -m pip freeze > $(MLABEL_VENV)/versions.txt
+	touch $(MLABEL_STAMP)
+
+test-monailabel: $(MLABEL_STAMP)
+	@echo "== a real MONAI Label server on 127.0.0.1: /info/, /infer/, /train/ (a few minutes)"
+	HSRS_BUNDLE=$(CURDIR) $(MLABEL_BIN)/python -m pytest -q -p no:cacheprovider tests/test_monailabel_server.py

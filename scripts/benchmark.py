@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from scripts.benchmarks import SECTIONS
+from scripts.io.atomic import atomic_path
 
 RESULTS_MD = Path(__file__).resolve().parent.parent / "docs" / "results.md"
 MODEL_CARD = RESULTS_MD.parent / "README.md"
@@ -107,11 +108,14 @@ def main(argv: list[str] | None = None) -> None:
         all_data = json.loads(json_path.read_text()) if json_path.exists() else {}
         all_data[name] = {"environment": env, "quick": args.quick, "section_wall_s": section_wall, **result.data}
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-        json_path.write_text(json.dumps(all_data, indent=2, default=float) + "\n")
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(text)
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(all_data, indent=2, default=float) + "\n")
         if result.model_card and not args.quick and args.out.resolve() == RESULTS_MD:
             card = f"{result.model_card.strip()}\n\n{_env_line(env)}\n"
-            MODEL_CARD.write_text(update_markdown(MODEL_CARD.read_text(), "performance", card))
+            with atomic_path(MODEL_CARD) as tmp:
+                tmp.write_text(update_markdown(MODEL_CARD.read_text(), "performance", card))
         print(result.markdown, flush=True)
     print(f"[benchmark] {', '.join(args.sections)}: {(time.perf_counter() - started) / 60:.1f} min", flush=True)
 

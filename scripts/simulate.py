@@ -1,26 +1,8 @@
-"""HSRS phantom simulator with exact ground truth: ``python -m scripts.simulate --out DIR --num N --seed S``.
+"""Command line of the HSRS phantom simulator: ``python -m scripts.simulate --out DIR --num N --seed S``.
 
-Each phantom is a field of view of exfoliated cells imaged by hyperspectral SRS in the C–H
-window. The ground-truth label map (0 background, 1 nucleus, 2 lipid droplet) is rasterised from
-the geometry *before* any blur or noise; the stack is then built from physics, in this order
-(every effect, its parameter range per difficulty preset and the source of the numbers are
-documented in ``docs/simulation.md``):
-
-1. geometry: irregular cells alone and in touching clusters, one nucleus per cell (with nucleoli),
-   lipid droplets (LDs) 1–12 px across in the cytoplasm (some cells none), out-of-focus LDs,
-   debris, granular cytoplasm texture;
-2. concentration maps of lipid, protein, DNA and water, blurred by the optical PSF;
-3. spectra: reference Raman spectra (:mod:`scripts.spectra.reference`) broadened by the spectral
-   resolution and shifted by a small calibration error, mixed linearly per pixel;
-4. non-Raman background (cross-phase modulation, two-photon absorption), strongest at the
-   low-delay end of the frame axis, towards the field edges and at object edges;
-5. per-frame laser power drift, detector offset;
-6. noise: shot noise of the probe beam (signal independent), laser intensity noise (proportional
-   to the signal) and read noise, over a range of SNR.
-
-The same seed gives the same bytes. Output: ``DIR/images/<stem>``, ``DIR/labels/<stem>`` and a
-MONAI datalist ``DIR/datalist.json`` (``training``/``validation``/``test``), plus
-``DIR/simulation.json`` with every phantom's sampled parameters (SNR, background level ...).
+Writes ``DIR/images/<stem>``, ``DIR/labels/<stem>``, ``DIR/instances/<stem>.tif`` and ``DIR/datalist.json``
+(``training``/``validation``/``test``), plus ``DIR/simulation.json``; the same seed gives the same bytes.
+The physics: :mod:`scripts.simulation.phantom` and ``docs/simulation.md``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Shared fixtures: small simulated phantoms and data sets (CPU, fractions of a second each)."""
+"""Shared fixtures and helpers: small simulated phantoms and data sets, bundle workflows on them, one tiny training run."""
 
 from __future__ import annotations
 
@@ -7,10 +7,58 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from monai.bundle import ConfigWorkflow
 from scripts.simulation.dataset import simulate_dataset
 from scripts.simulation.phantom import simulate_phantom
 
 REPO = Path(__file__).resolve().parent.parent
+
+CONFIGS = REPO / "configs"
+META = str(CONFIGS / "metadata.json")
+TRAIN, EVALUATE = str(CONFIGS / "train.yaml"), str(CONFIGS / "evaluate.yaml")
+TINY = {"patch_size": [32, 32], "val_roi_size": [64, 64], "num_samples": 2, "batch_size": 2, "val_interval": 1}
+NET = {"network_def#features": [4, 8, 16, 32, 32]}  # a small HybridUNet: same code paths, seconds on a CPU
+
+
+def raises_with(excinfo, pattern: str) -> None:
+    """Assert that the exception or one it was raised from (bundle configs wrap errors) matches ``pattern``."""
+    import re
+
+    exc, messages = excinfo.value, []
+    while exc is not None:
+        messages.append(f"{type(exc).__name__}: {exc}")
+        if re.search(pattern, str(exc)):
+            return
+        exc = exc.__cause__ or exc.__context__
+    raise AssertionError(f"no exception in the chain matches {pattern!r}:\n" + "\n".join(messages))
+
+
+def workflow(config, workflow_type, **override) -> ConfigWorkflow:
+    wf = ConfigWorkflow(
+        config_file=config, meta_file=META, workflow_type=workflow_type, bundle_root=str(REPO), **override
+    )
+    wf.initialize()
+    return wf
+
+
+@pytest.fixture(scope="session")
+def trained(sim_dir, tmp_path_factory):
+    """One tiny training run (one epoch): its output (``run``) and model (``models``) folders."""
+    out = tmp_path_factory.mktemp("train")
+    wf = workflow(
+        TRAIN,
+        "train",
+        dataset_dir=str(sim_dir),
+        output_dir=str(out / "run"),
+        ckpt_dir=str(out / "models"),
+        max_epochs=1,
+        **TINY,
+        **NET,
+    )
+    assert wf.check_properties() == []
+    wf.run()
+    wf.finalize()
+    return out
 
 
 @pytest.fixture(scope="session")

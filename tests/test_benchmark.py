@@ -206,3 +206,25 @@ def test_seed_average_over_the_seeds_that_scored_an_image():
     assert mean["test_a"]["gt"]["nucleus"]["dice"] == pytest.approx(0.7)
     assert mean["test_a"]["gt"]["lipid_droplet"]["hd95"] == pytest.approx(1.4)
     assert mean["sweep_b"]["gt"]["nucleus"]["dice"] == pytest.approx(0.4)
+
+
+def test_cells_section_pools_matches_and_droplet_errors_over_stacks():
+    from scripts.benchmarks.cells import _Pool
+
+    cells = np.zeros((40, 60), np.int32)
+    cells[5:25, 5:25], cells[5:25, 30:50] = 1, 2  # two cells inside the field
+    nuclei = np.where((cells > 0) & (np.arange(60) % 25 < 12), cells, 0)
+    droplets = np.zeros_like(cells)
+    droplets[20:22, 20:22], droplets[20:22, 45:47], droplets[8:10, 45:47] = 1, 2, 3  # cell 1: one, cell 2: two
+    ref = {"cells": cells, "nuclei": nuclei, "lipid_droplets": droplets}
+    pool = _Pool()
+    pool.add(ref, ref, 0.5)
+    pool.add(dict(ref, lipid_droplets=np.where(droplets == 3, 0, droplets)), ref, 0.5)  # a droplet of cell 2 missed
+    s = pool.scores()
+    assert (s["cells"]["f1"], s["cells"]["pq"], s["nuclei"]["f1"]) == (1.0, 1.0, 1.0)
+    assert (s["lipid_droplets"]["tp"], s["lipid_droplets"]["fn"]) == (5, 1)
+    d = s["droplets_per_cell"]
+    assert d["cells"] == 4  # two cells in each of two stacks
+    assert d["count_mae"] == pytest.approx(1 / 4)
+    assert d["count_bias"] == pytest.approx(-1 / 4)
+    assert d["area_bias_um2"] == pytest.approx(-4 * 0.25 / 4)  # 4 px of 0.25 µm² missed, over 4 cells

@@ -352,3 +352,16 @@ def test_droplet_errors_over_complete_matched_cells():
     assert e["count_bias"] == pytest.approx(-0.5)
     assert e["area_mae_px"] == pytest.approx((9 + 12) / 2)
     assert e["area_bias_px"] == pytest.approx((-9 + 12) / 2)
+
+
+def test_background_brighter_towards_the_corners_keeps_the_intensity_foreground():
+    shape = (96, 96)
+    labels, stack = scene(shape, [(48, 48, 18, 7)], blobs=[(20, 72, 12)])
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    vignette = ((yy - 48) ** 2 + (xx - 48) ** 2) / (2 * 48**2)  # 0 at the centre, 1 in the corners
+    stack = stack + (1.5 * BACKGROUND[:, None, None] * vignette).astype(np.float32)  # corners brighter than cells
+    m = measure_cells(stack, WN, labels, PX, "vignette")
+    assert m.summary["foreground_source"] == "intensity"
+    assert len(m.rows) == 2  # the nucleated cell and the blob; no corner became a cell
+    cell = next(r for r in m.rows if r["has_nucleus"])
+    assert abs(cell["cell_area_px"] - disk(shape, 48, 48, 18).sum()) < 0.1 * disk(shape, 48, 48, 18).sum()

@@ -6,7 +6,9 @@ import hashlib
 import re
 from dataclasses import fields
 
+import pytest
 from scripts.benchmark import update_markdown
+from scripts.cells import CELL_COLUMNS, IMAGE_COLUMNS, columns_markdown
 from scripts.simulate import main
 from scripts.simulation.phantom import PRESETS, PhantomPreset
 
@@ -50,3 +52,16 @@ def test_benchmark_updates_only_its_section():
     assert "old b" in new
     appended = update_markdown(new, "c", "c body")
     assert appended.endswith("<!-- begin:c -->\nc body\n<!-- end:c -->\n")
+
+
+@pytest.mark.parametrize(
+    ("block", "columns"), [("cell_columns", CELL_COLUMNS), ("cell_summary_columns", IMAGE_COLUMNS)]
+)
+def test_readme_column_tables_are_those_of_the_code(block, columns):
+    """The README's tables of cells.csv and cells_summary.csv are columns_markdown of scripts/cells/columns.py."""
+    text = (REPO / "README.md").read_text()
+    found = re.search(rf"<!-- begin:{block} -->\n(.*?)<!-- end:{block} -->", text, re.DOTALL)
+    assert found, f"README.md has no <!-- begin:{block} --> block"
+    assert found.group(1) == columns_markdown(
+        columns
+    ), f"README.md's {block} table is out of date: replace it by scripts.cells.columns.columns_markdown's output"

@@ -19,7 +19,13 @@ class Recorder(torch.nn.Module):
 
 @pytest.mark.parametrize(
     ("field", "window"),
-    [((40, 40), (48, 48)), ((128, 100), (128, 112)), ((600, 520), (256, 256)), ((1, 1), (16, 16)), ((5, 40), (16, 48))],
+    [
+        ((40, 40), (48, 48)),
+        ((128, 100), (128, 112)),
+        ((600, 520), (256, 256)),
+        ((16, 20), (32, 32)),
+        ((17, 40), (32, 48)),
+    ],
 )
 def test_window_is_the_field_rounded_up_to_the_stride_or_the_roi(field, window):
     net = Recorder()

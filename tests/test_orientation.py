@@ -110,3 +110,17 @@ def test_inference_workflow_label_map_overlays_a_non_square_input(tmp_path):
         for c in (1, 2):
             dice = 2 * np.sum((written == c) & (ph.labels == c)) / (np.sum(written == c) + np.sum(ph.labels == c))
             assert dice > 0.8, (c, dice)
+
+
+def test_monailabel_output_is_an_x_y_1_volume_with_the_pixel_size_in_mm(field):
+    """What MONAI Label's Restored + ITK writer need to overlay the input (checked for real by make test-monailabel)."""
+    from scripts.transforms.monailabel_output import MONAILabelOutputd
+
+    image = LoadImage(reader=HSRSReader(), image_only=True)(str(field["paths"]["nii.gz"]))
+    pred = MetaTensor(torch.as_tensor(to_monai_xy(field["labels"])[None]), meta=dict(image.meta))
+    out = MONAILabelOutputd(keys="pred", image_key="image")({"pred": pred, "image": image})
+    assert tuple(out["pred"].shape) == (1, W, H, 1)
+    assert out["pred"].dtype == torch.uint8
+    np.testing.assert_array_equal(out["pred"][0, ..., 0].numpy(), field["labels"].T)
+    assert tuple(out["image"].meta["spatial_shape"]) == (W, H, 1)
+    np.testing.assert_allclose(np.diag(out["image"].meta["original_affine"]), [PIXEL / 1000, PIXEL / 1000, 1, 1])

@@ -127,3 +127,63 @@ def test_reference_spectra_peaks():
     assert raman_spectrum("lipid", WN, resolution=40).max() == pytest.approx(1.0, abs=0.02)
     sharp, blurred = raman_spectrum("lipid", WN, resolution=5), raman_spectrum("lipid", WN, resolution=40)
     assert np.sum(blurred > 0.5) > np.sum(sharp > 0.5)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_instance_maps_agree_with_the_label_map(preset):
+    ph = simulate_phantom(14, 384, 320, preset=preset)
+    cells, nuclei, droplets = ph.cells, ph.nuclei, ph.droplets
+    assert cells.dtype == nuclei.dtype == droplets.dtype == np.int32
+    # the semantic classes are exactly the union of their instances
+    assert np.array_equal(nuclei > 0, ph.labels == 1)
+    assert np.array_equal(droplets > 0, ph.labels == 2)
+    # ids 1..n without gaps
+    n, m = int(cells.max()), int(droplets.max())
+    assert n >= 3
+    assert m >= 5
+    assert np.array_equal(np.unique(cells), np.arange(n + 1))
+    assert np.array_equal(np.unique(droplets), np.arange(m + 1))
+    # a nucleus lies in its own cell and has that cell's id; the flags say which cells have one
+    assert np.array_equal(cells[nuclei > 0], nuclei[nuclei > 0])
+    assert ph.has_nucleus.shape == (n + 1,)
+    assert set(np.unique(nuclei[nuclei > 0])) == set(np.flatnonzero(ph.has_nucleus))
+    edge = np.unique(np.concatenate([cells[0], cells[-1], cells[:, 0], cells[:, -1]]))
+    assert set(np.flatnonzero(~ph.has_nucleus[1:]) + 1) <= set(edge)  # only cells cut by the field edge lose it
+    # every droplet belongs to the cell that drew it: that cell holds most of its pixels
+    assert ph.droplet_cell.shape == (m + 1,)
+    assert (ph.droplet_cell[1:] >= 1).all()
+    assert (ph.droplet_cell <= n).all()
+    majority = [np.bincount(cells[droplets == d]).argmax() for d in range(1, m + 1)]
+    assert np.mean(np.array(majority) == ph.droplet_cell[1:]) >= 0.95
+    # touching or nearby droplets keep their own ids: instances are never fewer than components
+    assert m >= ndimage.label(ph.labels == 2)[1]
+
+
+def test_instance_maps_on_disk_open_in_imagej_format_and_match_the_phantom(tmp_path):
+    import tifffile
+    from scripts.io.instance_maps import read_instance_tiff
+
+    main(["--out", str(tmp_path), "--num", "2", "--seed", "5", "--size", "96", "80", "--pixel-size", "0.3"])
+    stems = sorted(p.name.split(".")[0] for p in (tmp_path / "images").iterdir())
+    assert sorted(p.stem for p in (tmp_path / "instances").iterdir()) == stems
+    datalist = json.loads((tmp_path / "datalist.json").read_text())
+    for entry in (e for v in datalist.values() for e in v):
+        assert entry["instances"] == entry["image"].replace("images/", "instances/").replace(".nii.gz", ".tif")
+    path = tmp_path / "instances" / f"{stems[0]}.tif"
+    with tifffile.TiffFile(path) as tif:
+        assert tif.is_imagej
+        assert tif.imagej_metadata["Labels"] == ["cells", "nuclei", "lipid_droplets"]
+        assert tif.imagej_metadata["unit"] == "um"
+        num, den = tif.pages[0].tags["XResolution"].value
+        assert tif.asarray().shape == (3, 96, 80)
+    assert den / num == pytest.approx(0.3)
+    maps, pixel, info = read_instance_tiff(path)
+    assert pixel == pytest.approx(0.3)
+    ph = simulate_phantom(np.random.default_rng(np.random.SeedSequence(5).spawn(3)[1]), 96, 80, pixel_size_um=0.3)
+    assert np.array_equal(maps["cells"], ph.cells)
+    assert np.array_equal(maps["nuclei"], ph.nuclei)
+    assert np.array_equal(maps["lipid_droplets"], ph.droplets)
+    assert np.array_equal(info["droplet_cell"], ph.droplet_cell)
+    assert np.array_equal(info["has_nucleus"], ph.has_nucleus)
+    labels, _ = read_hsrs(tmp_path / "labels" / f"{stems[0]}.nii.gz")
+    assert np.array_equal(labels[0] == 1, maps["nuclei"] > 0)

@@ -19,54 +19,7 @@ from monai.bundle import ConfigWorkflow
 from scripts.io.reader import read_hsrs
 from scripts.io.writer import write_label_map
 
-from tests.conftest import REPO
-
-CONFIGS = REPO / "configs"
-META = str(CONFIGS / "metadata.json")
-TRAIN, EVALUATE = str(CONFIGS / "train.yaml"), str(CONFIGS / "evaluate.yaml")
-TINY = {"patch_size": [32, 32], "val_roi_size": [64, 64], "num_samples": 2, "batch_size": 2, "val_interval": 1}
-NET = {"network_def#features": [4, 8, 16, 32, 32]}  # a small HybridUNet: same code paths, seconds on a CPU
-
-
-def raises_with(excinfo, pattern: str) -> None:
-    """Assert that the exception or one it was raised from (bundle configs wrap errors) matches ``pattern``."""
-    import re
-
-    exc, messages = excinfo.value, []
-    while exc is not None:
-        messages.append(f"{type(exc).__name__}: {exc}")
-        if re.search(pattern, str(exc)):
-            return
-        exc = exc.__cause__ or exc.__context__
-    raise AssertionError(f"no exception in the chain matches {pattern!r}:\n" + "\n".join(messages))
-
-
-def workflow(config, workflow_type, **override) -> ConfigWorkflow:
-    wf = ConfigWorkflow(
-        config_file=config, meta_file=META, workflow_type=workflow_type, bundle_root=str(REPO), **override
-    )
-    wf.initialize()
-    return wf
-
-
-@pytest.fixture(scope="module")
-def trained(sim_dir, tmp_path_factory):
-    """One tiny training run: its output and model folders."""
-    out = tmp_path_factory.mktemp("train")
-    wf = workflow(
-        TRAIN,
-        "train",
-        dataset_dir=str(sim_dir),
-        output_dir=str(out / "run"),
-        ckpt_dir=str(out / "models"),
-        max_epochs=1,
-        **TINY,
-        **NET,
-    )
-    assert wf.check_properties() == []
-    wf.run()
-    wf.finalize()
-    return out
+from tests.conftest import CONFIGS, EVALUATE, META, NET, REPO, TINY, TRAIN, raises_with, workflow
 
 
 def test_train_writes_best_model_and_resumable_checkpoint(trained):
@@ -117,6 +70,10 @@ def test_evaluate_writes_per_image_metrics_and_overlays(sim_dir, trained, tmp_pa
     assert len(rows) == 2  # header + the one test image
     assert all(0.0 <= float(v) <= 1.0 for v in rows[1][1:3])
     assert (tmp_path / "val_hd95_raw.csv").is_file()
+    metrics = dict(line.split(",") for line in (tmp_path / "metrics.csv").read_text().splitlines())
+    assert {"val_mean_dice", "val_hd95", "val_hd95_nucleus", "val_hd95_lipid_droplet"} <= set(metrics)
+    assert all(float(v) == float(v) or v == "nan" for v in metrics.values())  # numbers, not "tensor([1., 1.])"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".metrics")]
     assert len(list((tmp_path / "overlays").glob("*_overlay.png"))) == 1
 
 
@@ -174,11 +131,13 @@ def test_datalist_with_missing_file_fails_before_training(sim_dir, tmp_path):
             wf.parser.get_parsed_content("train#dataset")
     finally:
         broken.unlink()
-    raises_with(excinfo, r"broken_datalist\.json: 1 listed file\(s\) do not exist:\n  entry 0 image: .*gone\.nii\.gz$")
+    raises_with(
+        excinfo, r"^\S*gone\.nii\.gz: does not exist \(listed in \S*broken_datalist\.json, 'training' entry 0, image\)$"
+    )
 
 
 @pytest.mark.parametrize("problem", ["unknown_value", "size_mismatch"])
-def test_bad_label_map_fails_while_caching(sim_dir, tmp_path, problem):
+def test_bad_label_map_fails_before_caching(sim_dir, tmp_path, problem):
     labels = np.zeros((64, 64) if problem == "unknown_value" else (48, 64), np.uint8)
     labels[3, 3] = 7 if problem == "unknown_value" else 1
     if problem == "unknown_value":
@@ -248,7 +207,7 @@ def test_metadata_is_valid_against_the_model_zoo_schema():
     assert meta["network_data_format"]["outputs"]["pred"]["channel_def"] == {
         "0": "background",
         "1": "nucleus",
-        "2": "lipid droplet",
+        "2": "lipid_droplet",
     }
 
 

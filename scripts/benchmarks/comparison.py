@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from scripts.benchmarks import SectionResult, markdown_table, mean_sd
 from scripts.benchmarks.bundle_runs import REPO, bundle_run, config_files
+from scripts.io.atomic import atomic_path
 
 TITLE = "Segmentation accuracy: hybrid-UNet vs ablations vs nnU-Net-style vs 3D-UNet vs optimized phasor"
 
@@ -143,9 +144,8 @@ RESULTS_ANCHOR = (
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=float) + "\n")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, default=float) + "\n")
 
 
 def _done(path: Path, plan_key: dict):
@@ -557,7 +557,6 @@ def robustness_plot(levels: dict, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from scripts.io.writer import atomic_path
 
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharey=True)
     for col, (param, xlabel) in enumerate(

@@ -14,6 +14,12 @@ sums. Modules, one concept each:
   (imported on its own: it loads the bundle's I/O stack).
 - :mod:`scripts.cells.metrics` -- instance metrics for a benchmark (F1, panoptic quality,
   per-cell droplet errors).
+- :mod:`scripts.cells.tables` -- ``cells.csv`` / ``cells_summary.csv`` updated stack by stack
+  (a stack's rows replaced, other stacks' rows kept; locked, atomic).
+- :mod:`scripts.cells.readout` -- :class:`~scripts.cells.readout.CellReadout`, the readout of one
+  segmented stack as a workflow step: measure, write the files, update the tables.
+- :mod:`scripts.cells.handler` -- the ignite handler that runs it in ``configs/inference.yaml``
+  (``configs/phasor.yaml`` passes it to ``PhasorJob`` as ``post_step``).
 
 Example::
 

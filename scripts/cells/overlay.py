@@ -140,5 +140,5 @@ def overlay_png(
     if text:
         ax.set_title(text, fontsize=12)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})  # 2x faster to encode, ~20 % larger
     return buffer.getvalue()

@@ -4,7 +4,7 @@
   droplets (channel names in the ImageJ ``Labels``), pixel size in the resolution tags with unit
   ``um``. Fiji opens it with the scale set; ``tifffile.imread`` gives a (3, H, W) array. 16-bit;
   float32 (exact for ids up to 2²⁴) when an id exceeds 65535, because ImageJ has no 32-bit integer
-  images.
+  images. Format: :mod:`scripts.io.instance_maps` (the simulator's ground truth uses it too).
 - ``<stem>_instances_{cells,nuclei,lipid_droplets}.nii.gz``: one 2-D NIfTI label map per kind
   (array X = W, Y = H like the bundle's other label maps; pixel size in the affine and ``pixdim``,
   unit micron), as label-map viewers (ITK-SNAP, 3D Slicer, MONAI) expect one map per file.
@@ -27,12 +27,11 @@ import numpy as np
 from scripts.cells.instances import CellInstances
 from scripts.cells.measure import CellMeasurement
 from scripts.cells.overlay import overlay_png
+from scripts.io.instance_maps import INSTANCE_KINDS
+from scripts.io.instance_maps import write_instance_tiff as write_instance_maps
 from scripts.io.writer import atomic_path
 
 logger = logging.getLogger(__name__)
-
-#: Channel order of the instance TIFF and suffixes of the NIfTI files.
-INSTANCE_KINDS = ("cells", "nuclei", "lipid_droplets")
 
 
 def _checked_pixel_size(pixel_size_um) -> float | None:
@@ -54,7 +53,9 @@ def _instance_arrays(instances: CellInstances) -> list[np.ndarray]:
 
 
 def write_instance_tiff(path: str | Path, instances: CellInstances, pixel_size_um: float | None) -> Path:
-    """Write the cells, nuclei and lipid-droplet maps as one 3-channel ImageJ TIFF.
+    """Write the cells, nuclei and lipid-droplet maps as one 3-channel ImageJ TIFF
+    (:func:`scripts.io.instance_maps.write_instance_tiff`; the droplets' cells and the cells'
+    nucleus flags go to its ``Info`` property).
 
     Args:
         path: output file (``.tif``).
@@ -64,26 +65,14 @@ def write_instance_tiff(path: str | Path, instances: CellInstances, pixel_size_u
     Returns:
         ``path``.
     """
-    import tifffile
-
-    px = _checked_pixel_size(pixel_size_um)
-    arrays = _instance_arrays(instances)
-    top = max(int(a.max(initial=0)) for a in arrays)
-    if top >= 2**24:
-        raise ValueError(
-            f"{path}: {top} instances exceed what a float32 ImageJ TIFF holds exactly (2^24); split the field."
-        )
-    dtype = np.uint16 if top <= 65535 else np.float32
-    data = np.stack(arrays).astype(dtype)
-    metadata = {"axes": "CYX", "Labels": list(INSTANCE_KINDS), "mode": "grayscale"}
-    extra = {}
-    if px:
-        metadata["unit"] = "um"
-        extra["resolution"] = (1.0 / px, 1.0 / px)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, data, imagej=True, metadata=metadata, **extra)
-    return path
+    _instance_arrays(instances)
+    return write_instance_maps(
+        path,
+        instances.maps(),
+        _checked_pixel_size(pixel_size_um),
+        droplet_cell=instances.droplet_cell,
+        has_nucleus=instances.has_nucleus,
+    )
 
 
 def write_instance_nifti(stem: str | Path, instances: CellInstances, pixel_size_um: float | None) -> list[Path]:
@@ -129,7 +118,8 @@ def write_overlay_png(
     return path
 
 
-def _csv_value(value) -> str:
+def csv_value(value) -> str:
+    """The CSV text of a table value: ``true``/``false``, 6 significant digits, empty for NaN."""
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
     if isinstance(value, (float, np.floating)):
@@ -161,7 +151,7 @@ def write_table(
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(names)
-    writer.writerows([_csv_value(v) for v in row.values()] for row in rows)
+    writer.writerows([csv_value(v) for v in row.values()] for row in rows)
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_text(buffer.getvalue(), encoding="utf-8")
@@ -185,14 +175,14 @@ def write_table(
 
 
 def write_cell_outputs(
-    folder: str | Path, measurement: CellMeasurement, nifti: bool = True, overlay: bool = True
+    folder: str | Path, measurement: CellMeasurement, nifti: bool = True, overlay: bool = True, table: bool = True
 ) -> list[Path]:
     """Write every per-stack file of a :class:`~scripts.cells.measure.CellMeasurement` into ``folder``.
 
     ``<stem>_instances.tif``, ``<stem>_instances_*.nii.gz`` (``nifti``), ``<stem>_cells_overlay.png``
-    (``overlay``) and ``<stem>_cells.csv`` (its rows; header only when the field has no cell). The
-    tables over all stacks (rows and summaries) are for the caller to collect and pass to
-    :func:`write_table`.
+    (``overlay``) and ``<stem>_cells.csv`` (``table``: its rows; header only when the field has no
+    cell). The tables over all stacks (rows and summaries) are for the caller to collect and pass to
+    :func:`write_table`, or to update stack by stack (:mod:`scripts.cells.tables`).
 
     Returns:
         The written paths.
@@ -210,6 +200,7 @@ def write_cell_outputs(
                 folder / f"{m.stem}_cells_overlay.png", m.mean_image, m.instances, m.pixel_size_um, m.stem
             )
         )
-    written += write_table(folder / f"{m.stem}_cells.csv", m.rows, CELL_COLUMNS)
+    if table:
+        written += write_table(folder / f"{m.stem}_cells.csv", m.rows, CELL_COLUMNS)
     logger.info("%s: %d cells -> %s", m.stem, len(m.rows), folder)
     return written

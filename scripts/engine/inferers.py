@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 from monai.inferers import SlidingWindowInferer
+from scripts.io.errors import HSRSInputError, HSRSOptionError
 
 
 class FieldSlidingWindowInferer(SlidingWindowInferer):
@@ -15,8 +16,10 @@ class FieldSlidingWindowInferer(SlidingWindowInferer):
     MONAI pads an image smaller than the window up to the window. The networks normalise their
     features over the whole window (instance normalisation), so a small field padded with a large
     empty margin is segmented badly. Here the window shrinks to the field's size rounded up to the
-    network's total stride, and the little padding that remains is a reflection, not zeros.
-    Fields larger than ``roi_size`` are processed window by window, so memory stays bounded.
+    network's total stride, but not below twice the stride (so the deepest features are at least
+    2×2: instance normalisation needs more than one value), and the little padding that remains is
+    a reflection, not zeros. Fields larger than ``roi_size`` are processed window by window, so
+    memory stays bounded. A field smaller than the stride (16 px) is refused, naming its file.
 
     Args:
         roi_size: largest window (H, W); each must be divisible by ``divisor``.
@@ -27,17 +30,28 @@ class FieldSlidingWindowInferer(SlidingWindowInferer):
 
     def __init__(self, roi_size: Sequence[int], divisor: int = 16, **kwargs):
         kwargs.setdefault("padding_mode", "reflect")
-        if any(int(r) % divisor for r in roi_size):
-            raise ValueError(f"roi_size {list(roi_size)} must be divisible by {divisor} (the network's total stride).")
+        if any(int(r) % divisor or int(r) <= 0 for r in roi_size):
+            raise HSRSOptionError(
+                f"roi_size {list(roi_size)} must be divisible by {divisor} (the network's total stride)."
+            )
         super().__init__(roi_size=roi_size, **kwargs)
         self.max_roi_size = tuple(int(r) for r in roi_size)
         self.field_padding_mode = self.padding_mode
         self.divisor = int(divisor)
 
     def __call__(self, inputs: torch.Tensor, network, *args, **kwargs):
-        field = inputs.shape[-len(self.max_roi_size) :]
+        field = tuple(int(s) for s in inputs.shape[-len(self.max_roi_size) :])
+        if any(s < self.divisor for s in field):
+            source = getattr(inputs, "meta", {}).get("filename_or_obj", "the image")
+            source = source[0] if isinstance(source, list | tuple) and len(source) == 1 else source
+            raise HSRSInputError(
+                f"{source}: the field of view is {'×'.join(map(str, field))} px, smaller than the networks' minimum "
+                f"{self.divisor}×{self.divisor} px."
+            )
+        smallest = 2 * self.divisor
         self.roi_size = tuple(
-            min(r, math.ceil(s / self.divisor) * self.divisor) for r, s in zip(self.max_roi_size, field, strict=True)
+            min(r, max(smallest, math.ceil(s / self.divisor) * self.divisor))
+            for r, s in zip(self.max_roi_size, field, strict=True)
         )
         # a reflection needs more field than padding on each side; a field of a few pixels is replicated instead
         tiny = any(2 * s <= r for r, s in zip(self.roi_size, field, strict=True))

@@ -1,9 +1,16 @@
-"""Helpers that wire MONAI's metrics to the bundle's classes (0 background, 1 nucleus, 2 lipid droplet)."""
+"""Helpers that wire MONAI's metrics to the bundle's classes (0 background, 1 nucleus, 2 lipid droplet), and their report."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable
+from pathlib import Path
+
+from monai.handlers import MetricsSaver
+from scripts.io.atomic import commit_file, write_error
+from scripts.io.errors import HSRSError
 
 #: Class index of each foreground class in the one-hot prediction.
 CLASS_INDEX: dict[str, int] = {"nucleus": 1, "lipid_droplet": 2}
@@ -68,3 +75,35 @@ def segmentation_scores(prediction, reference, hd95: bool = True) -> dict[str, d
         hd = float(dist[c]) if dist is not None else float("nan")
         out[name] = {"dice": float(dice[c]), "hd95": hd if np.isfinite(hd) else float("nan")}
     return out
+
+
+class AtomicMetricsSaver(MetricsSaver):
+    """MONAI ``MetricsSaver`` whose files (``metrics.csv``, ``<metric>_raw.csv``, summaries) are replaced atomically.
+
+    MONAI writes the reports into a fresh temporary folder inside ``save_dir``; each finished file
+    is then flushed to disk and renamed over its target (:func:`scripts.io.atomic.commit_file`), so
+    an interrupted evaluation leaves the previous reports complete, and a full disk raises
+    :class:`~scripts.io.errors.HSRSOutputError` naming the file. Arguments as ``MetricsSaver``.
+    """
+
+    def __call__(self, engine) -> None:
+        target = Path(self.save_dir)
+        current = target / "metrics.csv"
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".metrics.", suffix=".part", dir=target))
+        except OSError as e:
+            raise write_error(current, e) from e
+        try:
+            self.save_dir = str(staging)
+            super().__call__(engine)
+            for produced in sorted(staging.iterdir()):
+                current = target / produced.name
+                commit_file(produced, current)
+        except HSRSError:
+            raise
+        except OSError as e:
+            raise write_error(current, e) from e
+        finally:
+            self.save_dir = str(target)
+            shutil.rmtree(staging, ignore_errors=True)

@@ -3,11 +3,15 @@
 :class:`SegmentationWriter` is an ignite handler for the inference and evaluation workflows. It is
 a handler rather than a post-processing transform so that MONAI Label, which runs the bundle's
 pre/post-processing itself, does not write files on the server.
+
+``summary.csv`` never loses a row (:mod:`scripts.io.tables`): each image updates its own row (keyed
+by stem) under a file lock, so rows of earlier runs into the same folder, and of a run writing
+into it at the same time, are kept. Stacks skipped with ``skip_errors`` get a row with the reason
+in the ``error`` column (:meth:`SegmentationWriter.record_skipped`).
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 from typing import Any
@@ -19,7 +23,8 @@ from scipy import ndimage
 from scripts.io.formats import stack_stem
 from scripts.io.orientation import to_row_major
 from scripts.io.overlay import overlay_rgb, save_png
-from scripts.io.writer import atomic_path, check_writable, write_label_map
+from scripts.io.tables import update_table
+from scripts.io.writer import check_writable, write_label_map
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +43,7 @@ SUMMARY_FIELDS = (
     "nucleus_area_um2",
     "lipid_droplet_area_um2",
     "axis_check",
+    "error",
 )
 
 
@@ -81,7 +87,8 @@ class SegmentationWriter:
         label_key: optional ground truth key; when given, overlays outline the truth in red.
         formats: label-map formats (``"nii.gz"``, ``"tif"``); empty to write only overlays/CSV.
         overlays: write overlay PNGs.
-        summary_csv: file name of the summary table (rewritten atomically after each image).
+        summary_csv: file name of the summary table (its row is updated atomically after each image;
+            rows of other stacks are kept).
     """
 
     def __init__(
@@ -98,11 +105,13 @@ class SegmentationWriter:
         self.pred_key, self.image_key, self.label_key = pred_key, image_key, label_key
         self.formats, self.overlays, self.summary_csv = tuple(formats), overlays, summary_csv
         self.rows: dict[str, dict] = {}
+        self.skipped: dict[str, str] = {}
 
     def attach(self, engine) -> None:
         from ignite.engine import Events
 
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        engine.add_event_handler(Events.COMPLETED, self._report)
 
     def __call__(self, engine) -> None:
         for item in engine.state.output:
@@ -137,9 +146,10 @@ class SegmentationWriter:
         row["nucleus_area_um2"] = round(stats["nucleus_area_px"] * pixel**2, 3) if pixel else ""
         row["lipid_droplet_area_um2"] = round(stats["lipid_droplet_area_px"] * pixel**2, 3) if pixel else ""
         row["axis_check"] = _axis_flag(meta, image)  # the reader's verdict on the spectral axis (README, data contract)
+        row["error"] = ""
         self.rows[stem] = row
         if self.summary_csv:
-            self._write_summary()
+            self._write_summary(row)
         logger.info(
             "%s: nucleus %d px, %d lipid droplets -> %s",
             stem,
@@ -149,9 +159,28 @@ class SegmentationWriter:
         )
         return row
 
-    def _write_summary(self) -> None:
-        with atomic_path(self.output_dir / self.summary_csv) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
-            writer.writeheader()
-            for stem in sorted(self.rows):
-                writer.writerow(self.rows[stem])
+    def record_skipped(self, item: dict, reason: str) -> dict:
+        """Record a stack that was skipped (``skip_errors``): a summary row with the reason; returns the row.
+
+        Called by :class:`scripts.io.dataset.SkipErrorsDataset` (also from DataLoader worker
+        processes: the summary update is process-safe).
+        """
+        source = str(item.get(self.image_key, item) if isinstance(item, dict) else item)
+        stem = stack_stem(source)
+        row = {"stem": stem, "image": source, "error": reason}
+        self.skipped[stem] = reason
+        if self.summary_csv:
+            self._write_summary(row)
+        return row
+
+    def _write_summary(self, row: dict) -> None:
+        update_table(self.output_dir / self.summary_csv, [row], SUMMARY_FIELDS)
+
+    def _report(self, engine) -> None:
+        if self.skipped:
+            logger.warning(
+                "%d stack(s) written, %d skipped (reasons in the 'error' column of %s)",
+                len(self.rows),
+                len(self.skipped),
+                self.output_dir / (self.summary_csv or ""),
+            )

@@ -1,8 +1,10 @@
-"""File formats of HSRS stacks and label maps: which format a path is, its stem, and the input error type."""
+"""File formats of HSRS stacks and label maps: which format a path is and its stem; HSRSInputError (from errors)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from scripts.io.errors import HSRSInputError
 
 #: File endings of stacks and label maps, double endings first.
 STACK_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".npy")
@@ -13,10 +15,6 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 NUMPY_SUFFIXES = (".npy",)
 #: NIfTI header-extension code used for the JSON metadata (6 = "comment").
 NIFTI_EXTENSION_CODE = 6
-
-
-class HSRSInputError(ValueError):
-    """An HSRS stack or label map that cannot be used; the message names the file and the problem."""
 
 
 def stack_format(path: str | Path) -> str:

@@ -230,6 +230,8 @@ def read_hsrs(
         # the spectral axis checked against the stack's chemistry (scripts/spectra/calibration.py)
         check = check_axis(stack, wavenumbers, axis_check, axis_tolerance, assumed_wavenumber_range, str(path))
         wavenumbers = validate_wavenumbers(check.wavenumbers, num_frames, str(path))
+    except HSRSInputError:
+        raise
     except ValueError as e:  # AxisCheckError and wavenumber errors included
         raise HSRSInputError(str(e)) from e
     logger.log(check.level, "%s", check.message)

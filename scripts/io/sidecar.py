@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+from scripts.io.atomic import atomic_path
+from scripts.io.errors import HSRSInputError
 from scripts.io.formats import stack_stem
 
 SIDECAR_KEY = "wavenumbers"
@@ -24,8 +26,8 @@ def read_sidecar(stack_path: str | Path) -> tuple[np.ndarray | None, dict]:
     """Wavenumbers and other metadata from the stack's sidecar (JSON; for folders also ``.txt``/``.csv``).
 
     Returns ``(wavenumbers, extra)``, ``(None, {})`` when there is no sidecar; ``extra`` holds the
-    JSON's other keys with a known meaning (``pixel_size_um``). Raises ValueError naming the file
-    when a sidecar exists but cannot be parsed.
+    JSON's other keys with a known meaning (``pixel_size_um``). Raises HSRSInputError (a ValueError)
+    naming the file when a sidecar exists but cannot be parsed.
     """
     path = sidecar_path(stack_path)
     candidates = [path]
@@ -47,7 +49,7 @@ def read_sidecar(stack_path: str | Path) -> tuple[np.ndarray | None, dict]:
                 values = [float(v) for v in cand.read_text().replace(",", " ").split()]
             return np.asarray(values, dtype=np.float64), extra
         except (ValueError, TypeError) as e:
-            raise ValueError(
+            raise HSRSInputError(
                 f"{cand}: cannot read the wavenumber sidecar ({e}); expected JSON "
                 '{"' + SIDECAR_KEY + '": [2800.0, ...]} or one number per line.'
             ) from e
@@ -55,8 +57,9 @@ def read_sidecar(stack_path: str | Path) -> tuple[np.ndarray | None, dict]:
 
 
 def write_sidecar(stack_path: str | Path, wavenumbers: np.ndarray, extra: dict | None = None) -> Path:
-    """Write ``{"wavenumbers": [...], **extra}`` next to the stack and return the sidecar path."""
+    """Write ``{"wavenumbers": [...], **extra}`` next to the stack (atomically) and return the sidecar path."""
     path = sidecar_path(stack_path)
     content = {SIDECAR_KEY: [round(float(v), 6) for v in wavenumbers], "unit": "cm-1", **(extra or {})}
-    path.write_text(json.dumps(content, indent=1) + "\n")
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(content, indent=1) + "\n")
     return path

@@ -5,20 +5,22 @@
   ``.npy`` (wavenumbers in the sidecar ``<stem>.json``).
 - Label maps (H, W) with 0 background, 1 nucleus, 2 lipid droplet go to NIfTI and/or TIFF as uint8.
 
-Every file is written to a temporary name in the target folder and renamed when complete, so an
-interrupted or failed write never leaves a half-written file and never destroys an existing one.
+Every file is written to a temporary name in the target folder, flushed to disk and renamed when
+complete (:func:`scripts.io.atomic.atomic_path`, re-exported here), so an interrupted or failed
+write never leaves a half-written file and never destroys an existing one.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from scripts.io.atomic import atomic_path
+from scripts.io.errors import OutputNotAFolderError, OutputNotWritableError
 from scripts.io.formats import NIFTI_EXTENSION_CODE, stack_format, stack_stem
 from scripts.io.sidecar import write_sidecar
 from scripts.spectra.axis import validate_wavenumbers
@@ -26,29 +28,6 @@ from scripts.spectra.axis import validate_wavenumbers
 #: Class values of a label map.
 LABELS: dict[str, int] = {"background": 0, "nucleus": 1, "lipid_droplet": 2}
 LABEL_FORMATS = ("nii.gz", "tif")
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffixes); move it onto ``path`` on success.
-
-    On any error the temporary file is removed and an existing ``path`` is left untouched.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path}: the output folder {path.parent} does not exist.")
-    suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".nii.gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def _nifti_image(array_xy: np.ndarray, pixel_size_um: float | None, extension: dict | None, z_step: float = 1.0):
@@ -158,12 +137,13 @@ def write_label_map(
 def check_writable(folder: str | os.PathLike) -> Path:
     """Create ``folder`` if needed and check files can be written there, before any work.
 
-    Raises NotADirectoryError when the path is a file and PermissionError when the folder cannot be
-    created or written, both naming the folder.
+    Raises :class:`~scripts.io.errors.OutputNotAFolderError` (a NotADirectoryError) when the path is
+    a file and :class:`~scripts.io.errors.OutputNotWritableError` (a PermissionError) when the folder
+    cannot be created or written, both naming the folder.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(
+        raise OutputNotAFolderError(
             f"output_dir {folder}: the output path exists and is not a folder; choose another --output_dir."
         )
     try:
@@ -172,7 +152,7 @@ def check_writable(folder: str | os.PathLike) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise PermissionError(
+        raise OutputNotWritableError(
             f"output_dir {folder} is not writable: cannot create or write to the output folder ({e.strerror or e}); "
             "choose another --output_dir."
         ) from e

@@ -20,29 +20,41 @@ All paths in ``datalist.json`` are absolute, so a training config can read it fr
 what ``configs/train.yaml`` reads from its ``dataset_dir`` (pass ``--dataset_dir O``). Every
 ``round(1 / validation_fraction)``-th stack (in name order) goes to ``validation`` so that
 training can select its best model; with a single stack, ``validation`` is empty.
-The CSV and the datalist are rewritten after every stack (atomically), so an interrupted run
-leaves them consistent with the label maps already written.
+The CSV and the datalist are updated after every stack (atomically, under a file lock:
+:mod:`scripts.io.tables`), so an interrupted run leaves them consistent with the label maps already
+written; rows of stacks from earlier runs into the same output folder, or from a run writing into
+it at the same time, are kept (a stack's row is replaced when it is segmented again), and the
+datalist lists every successful row of the table.
 
 Errors: the folder, the output folder (created if missing; it must be writable) and the
 parameters are checked before any stack is read. A stack that cannot be read or segmented stops
 the run with an error naming the file (default), or, with ``skip_errors=True``, is logged, gets a
-row with its error in the CSV and is left out of the datalist.
+row with its error in the CSV and is left out of the datalist. An output that cannot be written
+(disk full, output folder removed) always stops the run.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from scripts.io.datalist import folder_datalist
+from scripts.io.errors import (
+    HSRSError,
+    HSRSInputError,
+    HSRSOptionError,
+    HSRSOutputError,
+    InputNotFoundError,
+    as_bool,
+    find_user_error,
+)
 from scripts.io.formats import stack_format, stack_stem
 from scripts.io.reader import read_hsrs
+from scripts.io.tables import locked_table
 from scripts.io.writer import LABEL_FORMATS, atomic_path, check_writable, write_label_map
 from scripts.phasor.parameters import PhasorInputError, PhasorParameters, load_parameters
 from scripts.phasor.plot import plot_phasor_result
@@ -87,6 +99,10 @@ class PhasorJobError(RuntimeError):
     """A folder run stopped on a stack; the message names the stack and says how to continue."""
 
 
+class PhasorJobInputError(PhasorJobError, HSRSError):
+    """A folder run stopped on a stack the user can fix (a bad file): a user error, printed in one line."""
+
+
 class PhasorJob:
     """Segment every stack of a folder with :class:`~scripts.phasor.segmenter.PhasorSegmenter` (see the module docstring).
 
@@ -115,13 +131,19 @@ class PhasorJob:
         (see :func:`scripts.io.reader.read_hsrs`); its verdict is the ``axis_check`` column.
     validation_fraction : float
         Share of the stacks listed under ``validation`` in ``datalist.json`` (0 lists all under ``training``).
+    post_step : callable, optional
+        Called after each stack's label maps are written, as ``post_step(stem=, stack=, wavenumbers=,
+        labels=, pixel_size_um=)`` with the stack as read ((K, H, W), ``meta["wavenumbers"]``, the
+        recorded pixel size or None) and its (H, W) label map; ``configs/phasor.yaml`` passes the
+        per-cell readout (:class:`scripts.cells.readout.CellReadout`). Its errors count as the
+        stack's errors (``skip_errors``).
 
     Examples
     --------
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as out:  # the bundled demo stacks
     ...     rows = PhasorJob("docs/demo_data/images", out).run()
-    ...     sorted(p.name for p in Path(out).iterdir())
+    ...     sorted(p.name for p in Path(out).iterdir() if not p.name.startswith("."))
     ['datalist.json', 'labels', 'phasor_parameters.yaml', 'phasor_statistics.csv', 'plots']
     """
 
@@ -138,6 +160,7 @@ class PhasorJob:
         nan_policy: str = "repair",
         validation_fraction: float = 0.2,
         axis_check: str = "warn",
+        post_step: Callable[..., Any] | None = None,
     ):
         if parameters is not None and parameters_file is not None:
             raise ValueError("give parameters or parameters_file, not both.")
@@ -148,36 +171,41 @@ class PhasorJob:
             self.dataset_dir = None
             self.stacks = [Path(p) for p in dataset_dir]
             if not self.stacks:
-                raise ValueError("the list of stacks is empty.")
+                raise HSRSInputError("the list of stacks is empty.")
             missing = [str(p) for p in self.stacks if not p.exists()]
             if missing:
-                raise FileNotFoundError(f"these stacks do not exist: {missing[:5]}")
+                raise InputNotFoundError(f"these stacks do not exist: {missing[:5]}")
             for p in self.stacks:
                 stack_format(p)  # raises for unsupported suffixes, naming the file
         stems: dict[str, Path] = {}
         for p in self.stacks:
             other = stems.setdefault(stack_stem(p), p)
             if other != p:
-                raise ValueError(f"{p} and {other} would both write outputs named {stack_stem(p)!r}; rename one.")
+                raise HSRSInputError(f"{p} and {other} would both write outputs named {stack_stem(p)!r}; rename one.")
         unknown = [f for f in label_formats if f not in ("nii.gz", "nii", "tif")]
         if unknown or not label_formats:
-            raise ValueError(
+            raise HSRSOptionError(
                 f"label_formats must be a non-empty subset of ('nii.gz', 'nii', 'tif'), got {label_formats}."
             )
         if nan_policy not in ("repair", "raise"):
-            raise ValueError(f"nan_policy must be 'repair' or 'raise', got {nan_policy!r}.")
+            raise HSRSOptionError(f"nan_policy must be 'repair' or 'raise', got {nan_policy!r}.")
         self.parameters = parameters if parameters is not None else load_parameters(parameters_file)
         self.output_dir = check_writable(output_dir).resolve()
-        self.skip_errors, self.plots = _as_bool(skip_errors, "skip_errors"), _as_bool(plots, "plots")
+        self.skip_errors, self.plots = as_bool(skip_errors, "skip_errors"), as_bool(plots, "plots")
         self.label_formats = tuple(label_formats)
         self.assumed_wavenumber_range = tuple(float(v) for v in assumed_wavenumber_range)
         self.nan_policy = nan_policy
         if axis_check not in AXIS_CHECK_MODES:
-            raise ValueError(f"axis_check must be one of {AXIS_CHECK_MODES}, got {axis_check!r}.")
+            raise HSRSOptionError(f"axis_check must be one of {AXIS_CHECK_MODES}, got {axis_check!r}.")
         self.axis_check = axis_check
         if not 0 <= validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}.")
+            raise HSRSOptionError(f"validation_fraction must be in [0, 1), got {validation_fraction}.")
         self.validation_fraction = float(validation_fraction)
+        if post_step is not None and not callable(post_step):
+            raise TypeError(
+                f"post_step must be callable (stem=, stack=, wavenumbers=, labels=, pixel_size_um=), got {post_step!r}."
+            )
+        self.post_step = post_step
 
     def run(self) -> list[dict[str, Any]]:
         """Segment all stacks; returns the CSV rows (one dict per stack)."""
@@ -198,10 +226,12 @@ class PhasorJob:
             try:
                 row = self._process(segmenter, path, stem, labels_dir, plots_dir)
             except Exception as e:  # any failure of one stack: stop naming it, or record it and go on
+                if isinstance(find_user_error(e), HSRSOutputError):
+                    raise  # a full disk or a vanished output folder fails every stack: stop, whatever skip_errors says
                 message = str(e) if str(path) in str(e) else f"{path}: {e}"
                 if not self.skip_errors:
-                    self._write_tables(rows)
-                    raise PhasorJobError(
+                    error = PhasorJobInputError if find_user_error(e) is not None else PhasorJobError
+                    raise error(
                         f"phasor job stopped at stack {i}/{n}: {message} (outputs of the {i - 1} stacks before it are in "
                         f"{self.output_dir}; set skip_errors (--skip_errors true) to record failing stacks and go on)."
                     ) from e
@@ -214,7 +244,7 @@ class PhasorJob:
                 }
             row["seconds"] = round(time.perf_counter() - t0, 3)
             rows.append(row)
-            self._write_tables(rows)
+            self._write_tables([row])
             logger.info(
                 "[%d/%d] %s: %s",
                 i,
@@ -232,6 +262,14 @@ class PhasorJob:
         written = write_label_map(labels_dir / stem, result.labels, self.label_formats, meta.get("pixel_size_um"))
         if self.plots:
             plot_phasor_result(result, plots_dir / f"{stem}_phasor.png", title=stem)
+        if self.post_step is not None:
+            self.post_step(
+                stem=stem,
+                stack=stack,
+                wavenumbers=meta["wavenumbers"],
+                labels=result.labels,
+                pixel_size_um=meta.get("pixel_size_um"),
+            )
         nifti = [w for w in written if w.name.endswith((".nii.gz", ".nii"))]
         label = (nifti or written)[0]
         return {
@@ -244,15 +282,12 @@ class PhasorJob:
         }
 
     def _write_tables(self, rows: list[dict[str, Any]]) -> None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        with atomic_path(self.output_dir / CSV_NAME) as tmp:
-            tmp.write_text(buffer.getvalue())
-        datalist = pseudo_label_datalist(rows, self.validation_fraction)
-        with atomic_path(self.output_dir / DATALIST_NAME) as tmp:
-            tmp.write_text(json.dumps(datalist, indent=2) + "\n")
+        """Merge the rows of this run into the CSV and write the datalist of all its rows, under the CSV's lock."""
+        with locked_table(self.output_dir / CSV_NAME, CSV_COLUMNS) as table:
+            merged = table.update(rows)
+            datalist = pseudo_label_datalist(merged, self.validation_fraction)
+            with atomic_path(self.output_dir / DATALIST_NAME) as tmp:
+                tmp.write_text(json.dumps(datalist, indent=2) + "\n")
 
 
 def pseudo_label_datalist(rows: Sequence[dict[str, Any]], validation_fraction: float = 0.2) -> dict[str, list]:
@@ -271,12 +306,3 @@ def pseudo_label_datalist(rows: Sequence[dict[str, Any]], validation_fraction: f
     every = max(2, round(1 / validation_fraction))
     validation = [it for i, it in enumerate(items, start=1) if i % every == 0] or [items[-1]]
     return {"training": [it for it in items if it not in validation], "validation": validation}
-
-
-def _as_bool(value: Any, name: str) -> bool:
-    """A switch given in Python, YAML or on the command line (``--skip_errors true`` arrives as the string "true")."""
-    if isinstance(value, bool | int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
-        return value.strip().lower() in ("true", "yes", "1")
-    raise ValueError(f"{name} must be true or false, got {value!r}.")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scripts.io.errors import HSRSInputError
 from scripts.io.writer import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -30,8 +31,8 @@ LIPID_CALIBRATIONS = ("phase", "none")
 CURSOR_NAMES = ("cytoplasm", "nucleus", "lipid")
 
 
-class PhasorInputError(ValueError):
-    """A stack the phasor segmenter cannot use; the message names the stack and the problem."""
+class PhasorInputError(HSRSInputError):
+    """A stack the phasor segmenter cannot use; the message names the stack and the problem (a ValueError)."""
 
 
 @dataclass(frozen=True)

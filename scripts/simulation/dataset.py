@@ -1,4 +1,5 @@
-"""Simulated datasets on disk: a folder of phantoms (images/, labels/), its datalist split and ``simulation.json``."""
+"""Simulated datasets on disk: a folder of phantoms (images/, labels/, instances/), its datalist split and
+``simulation.json``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 from scripts import __version__
+from scripts.io.atomic import atomic_path
+from scripts.io.instance_maps import write_instance_tiff
 from scripts.io.writer import write_label_map, write_stack
 from scripts.simulation.phantom import PRESETS, UINT16_SCALE, simulate_phantom, to_uint16
 from scripts.spectra.axis import CANONICAL_NUM_FRAMES, CANONICAL_RANGE
@@ -47,7 +50,13 @@ def simulate_dataset(
     pixel_size_um: float = 0.25,
     overwrite: bool = False,
 ) -> dict:
-    """Write ``num`` phantoms, their labels, ``datalist.json`` and ``simulation.json`` under ``out``.
+    """Write ``num`` phantoms, their labels, instance maps, ``datalist.json`` and ``simulation.json`` under ``out``.
+
+    ``out/images/<stem>.<format>`` holds the stack, ``out/labels/<stem>`` the semantic label map and
+    ``out/instances/<stem>.tif`` the exact cell, nucleus and lipid-droplet instance maps
+    (:mod:`scripts.io.instance_maps`; read them with
+    :func:`~scripts.io.instance_maps.read_instance_tiff`). Every datalist entry lists all three
+    (``image``, ``label``, ``instances``).
 
     ``wavenumber_range`` is (first frame, last frame): give it high-to-low for a stack stored in
     descending order. Phantom ``i`` depends only on ``(seed, i)``, so a larger ``num`` extends a
@@ -62,11 +71,13 @@ def simulate_dataset(
     if dtype not in ("float32", "uint16"):
         raise ValueError(f"unknown dtype {dtype!r}; choose 'float32' or 'uint16'.")
     out = Path(out)
-    images, labels_dir = out / "images", out / "labels"
-    if not overwrite and any(d.is_dir() and any(d.iterdir()) for d in (images, labels_dir)):
-        raise FileExistsError(f"{out}: images/ or labels/ already hold files; pass --overwrite to replace them.")
-    images.mkdir(parents=True, exist_ok=True)
-    labels_dir.mkdir(parents=True, exist_ok=True)
+    images, labels_dir, instances_dir = out / "images", out / "labels", out / "instances"
+    if not overwrite and any(d.is_dir() and any(d.iterdir()) for d in (images, labels_dir, instances_dir)):
+        raise FileExistsError(
+            f"{out}: images/, labels/ or instances/ already hold files; pass --overwrite to replace them."
+        )
+    for folder in (images, labels_dir, instances_dir):
+        folder.mkdir(parents=True, exist_ok=True)
     wn = np.linspace(float(wavenumber_range[0]), float(wavenumber_range[1]), frames)
     label_format = "tif" if file_format == "tif" else "nii.gz"
     children = np.random.SeedSequence(seed).spawn(num + 1)
@@ -77,15 +88,30 @@ def simulate_dataset(
         data = to_uint16(ph.stack) if dtype == "uint16" else ph.stack
         write_stack(images / f"{stem}.{file_format}", data, wn, pixel_size_um)
         write_label_map(labels_dir / stem, ph.labels, formats=(label_format,), pixel_size_um=pixel_size_um)
+        write_instance_tiff(
+            instances_dir / f"{stem}.tif",
+            ph.instance_maps(),
+            pixel_size_um,
+            droplet_cell=ph.droplet_cell,
+            has_nucleus=ph.has_nucleus,
+        )
         records[stem] = ph.params
         stems.append(stem)
         logger.info("%s: %s", stem, ph.params)
     split = split_datalist(stems, np.random.default_rng(children[0]))
     datalist = {
-        name: [{"image": f"images/{s}.{file_format}", "label": f"labels/{s}.{label_format}"} for s in members]
+        name: [
+            {
+                "image": f"images/{s}.{file_format}",
+                "label": f"labels/{s}.{label_format}",
+                "instances": f"instances/{s}.tif",
+            }
+            for s in members
+        ]
         for name, members in split.items()
     }
-    (out / "datalist.json").write_text(json.dumps(datalist, indent=2) + "\n")
+    with atomic_path(out / "datalist.json") as tmp:
+        tmp.write_text(json.dumps(datalist, indent=2) + "\n")
     settings = {
         "simulator_version": __version__,
         "seed": seed,
@@ -101,5 +127,6 @@ def simulate_dataset(
         "uint16_scale": UINT16_SCALE if dtype == "uint16" else None,
         "pixel_size_um": pixel_size_um,
     }
-    (out / "simulation.json").write_text(json.dumps({"settings": settings, "phantoms": records}, indent=1) + "\n")
+    with atomic_path(out / "simulation.json") as tmp:
+        tmp.write_text(json.dumps({"settings": settings, "phantoms": records}, indent=1) + "\n")
     return datalist

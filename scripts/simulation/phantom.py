@@ -18,9 +18,15 @@ documented in ``docs/simulation.md``):
 6. noise: shot noise of the probe beam (signal independent), laser intensity noise (proportional
    to the signal) and read noise, over a range of SNR.
 
-The same seed gives the same bytes. Output: ``DIR/images/<stem>``, ``DIR/labels/<stem>`` and a
-MONAI datalist ``DIR/datalist.json`` (``training``/``validation``/``test``), plus
-``DIR/simulation.json`` with every phantom's sampled parameters (SNR, background level ...).
+Besides the semantic label map, every phantom carries exact **instance maps** from the same
+geometry: cells, nuclei (nucleus id = id of its cell) and lipid droplets (one id per drawn
+droplet, with the cell that drew it). They take no random draws, so the stack and the label map
+of a seed are the same with or without them.
+
+The same seed gives the same bytes. Output: ``DIR/images/<stem>``, ``DIR/labels/<stem>``,
+``DIR/instances/<stem>.tif`` and a MONAI datalist ``DIR/datalist.json``
+(``training``/``validation``/``test``), plus ``DIR/simulation.json`` with every phantom's sampled
+parameters (SNR, background level ...).
 """
 
 from __future__ import annotations
@@ -150,17 +156,38 @@ PRESETS["hard"] = replace(
 class Phantom:
     """One simulated field of view.
 
+    The instance maps are exact ground truth from the geometry, consistent with ``labels``:
+    ``nuclei > 0`` is exactly ``labels == 1`` and ``droplets > 0`` exactly ``labels == 2`` (lipid
+    droplets are drawn over nuclei and over earlier droplets, as in the label map).
+
     Attributes:
         stack: (K, H, W) float32 HSRS stack, frames in the order of ``wavenumbers``.
         labels: (H, W) uint8 ground truth: 0 background, 1 nucleus, 2 lipid droplet.
         wavenumbers: (K,) Raman shift of each frame, cm⁻¹.
         params: the values drawn for this phantom (SNR, background, counts ...).
+        cells: (H, W) int32 cell ids 1..n (0: no cell), in drawing order; a cell's nucleus and lipid
+            droplets are part of it. Debris is not a cell.
+        nuclei: (H, W) int32 nucleus ids, equal to the id of the cell holding the nucleus (0: none).
+        droplets: (H, W) int32 lipid-droplet ids 1..m (touching droplets keep their own ids).
+        droplet_cell: (m + 1,) int32 id of the cell that holds each droplet; index 0 unused. A
+            droplet near the cell edge may reach a few pixels beyond its cell.
+        has_nucleus: (n + 1,) bool, whether each cell's nucleus lies in the field (a cell cut by
+            the field edge may have lost it); index 0 unused.
     """
 
     stack: np.ndarray
     labels: np.ndarray
     wavenumbers: np.ndarray
     params: dict
+    cells: np.ndarray | None = None
+    nuclei: np.ndarray | None = None
+    droplets: np.ndarray | None = None
+    droplet_cell: np.ndarray | None = None
+    has_nucleus: np.ndarray | None = None
+
+    def instance_maps(self) -> dict[str, np.ndarray]:
+        """The three instance maps by name, in file channel order: cells, nuclei, lipid_droplets."""
+        return {"cells": self.cells, "nuclei": self.nuclei, "lipid_droplets": self.droplets}
 
 
 def _u(rng: np.random.Generator, r: Range) -> float:
@@ -202,6 +229,8 @@ class _Canvas:
         self.rho = np.full((height, width), np.inf, np.float32)
         self.nucleus = np.zeros((height, width), bool)
         self.ld_label = np.zeros((height, width), bool)
+        self.ld_id = np.zeros((height, width), np.int32)  # lipid-droplet id per pixel (1-based, drawing order)
+        self.ld_cell: list[int] = []  # index of the cell that drew each droplet
         self.lipid = np.zeros((height, width), np.float32)
         self.protein = np.zeros((height, width), np.float32)
         self.dna = np.zeros((height, width), np.float32)
@@ -356,6 +385,8 @@ def _fill_cells(rng: np.random.Generator, p: PhantomPreset, canvas: _Canvas, cel
             if 0 <= cy < label.shape[0] and 0 <= cx < label.shape[1]:
                 label[cy, cx] = True  # a droplet smaller than a pixel still marks the pixel it sits in
             canvas.ld_label[dsl] |= label
+            canvas.ld_cell.append(i)
+            canvas.ld_id[dsl][label] = len(canvas.ld_cell)
             placed.append((*centre, radius))
         n_lds += len(placed)
         # out-of-focus droplets above/below the focal plane: diffuse lipid, not labelled
@@ -398,6 +429,37 @@ def _add_debris(rng: np.random.Generator, p: PhantomPreset, canvas: _Canvas, px_
     return n
 
 
+def _instance_maps(canvas: _Canvas) -> dict[str, np.ndarray]:
+    """Cell, nucleus and lipid-droplet instance maps of a filled canvas (no random draws).
+
+    Cells are numbered 1..n in drawing order, leaving out cells with no pixel in the field; nuclei
+    take their cell's id and lose the pixels a lipid droplet covers; droplets are numbered 1..m
+    in drawing order, leaving out droplets wholly covered by later ones.
+    """
+    owner = canvas.owner + 1  # 0: no cell, i + 1: cell i of the drawing order
+    present = np.flatnonzero(np.bincount(owner.ravel(), minlength=1))
+    present = present[present > 0]
+    cell_id = np.zeros(int(owner.max(initial=0)) + 1, np.int32)
+    cell_id[present] = np.arange(1, present.size + 1, dtype=np.int32)
+    cells = cell_id[owner]
+    nuclei = np.where(canvas.nucleus & ~canvas.ld_label, cells, 0).astype(np.int32)
+    has_nucleus = np.bincount(nuclei.ravel(), minlength=present.size + 1) > 0
+    has_nucleus[0] = False
+    drawn = np.flatnonzero(np.bincount(canvas.ld_id.ravel(), minlength=1))
+    drawn = drawn[drawn > 0]
+    droplet_id = np.zeros(len(canvas.ld_cell) + 1, np.int32)
+    droplet_id[drawn] = np.arange(1, drawn.size + 1, dtype=np.int32)
+    droplet_cell = np.zeros(drawn.size + 1, np.int32)
+    droplet_cell[1:] = cell_id[np.asarray(canvas.ld_cell, np.int64)[drawn - 1] + 1]
+    return {
+        "cells": cells,
+        "nuclei": nuclei,
+        "droplets": droplet_id[canvas.ld_id],
+        "droplet_cell": droplet_cell,
+        "has_nucleus": has_nucleus,
+    }
+
+
 def simulate_phantom(
     rng: np.random.Generator | int,
     height: int = 512,
@@ -417,12 +479,14 @@ def simulate_phantom(
         pixel_size_um: lateral pixel size in µm (HSRS: ~0.25).
 
     Returns:
-        A :class:`Phantom`.
+        A :class:`Phantom`, with its instance maps.
 
     Examples:
         >>> ph = simulate_phantom(0, 64, 64)
         >>> ph.stack.shape, ph.labels.shape, sorted(set(np.unique(ph.labels)) - {0, 1, 2})
         ((64, 64, 64), (64, 64), [])
+        >>> bool(((ph.nuclei > 0) == (ph.labels == 1)).all())
+        True
     """
     rng = np.random.default_rng(rng)
     p = PRESETS[preset] if isinstance(preset, str) else preset
@@ -497,7 +561,7 @@ def simulate_phantom(
         "nucleus_fraction": round(float((labels == 1).mean()), 5),
         "lipid_droplet_fraction": round(float((labels == 2).mean()), 5),
     }
-    return Phantom(stack.astype(np.float32, copy=False), labels, wn, params)
+    return Phantom(stack.astype(np.float32, copy=False), labels, wn, params, **_instance_maps(canvas))
 
 
 #: Scale from simulator units to counts for ``dtype="uint16"`` (cytoplasm protein peak ≈ 2000 counts).

@@ -30,6 +30,7 @@ from monai.data import MetaTensor
 from monai.data.meta_obj import get_track_meta
 from monai.transforms import RandomizableTransform, Transform
 from monai.utils import TransformBackends, convert_to_tensor
+from scripts.io.errors import HSRSInputError
 from scripts.spectra.axis import (
     CANONICAL_RANGE,
     CANONICAL_WAVENUMBERS,
@@ -57,9 +58,9 @@ def source_name(img: Any, fallback: str = "image") -> str:
 
 def _check_stack(img: torch.Tensor, source: str, min_frames: int = MIN_FRAMES) -> None:
     if img.ndim != 3:
-        raise ValueError(f"{source}: expected a spectral stack (K, H, W), got shape {tuple(img.shape)}.")
+        raise HSRSInputError(f"{source}: expected a spectral stack (K, H, W), got shape {tuple(img.shape)}.")
     if img.shape[0] < min_frames:
-        raise ValueError(
+        raise HSRSInputError(
             f"{source}: the stack has {img.shape[0]} frames; at least {min_frames} Raman shifts are needed "
             f"(the canonical grid has {CANONICAL_WAVENUMBERS.size}). Is this a single image or a label map, "
             "or was the spectral range recorded too coarsely?"
@@ -170,19 +171,19 @@ class SpectralResample(Transform):
         lo_gap, hi_gap = wn[0] - self.target[0], self.target[-1] - wn[-1]
         if self.required_range is not None and (wn[0] > self.required_range[0] or wn[-1] < self.required_range[1]):
             missing = missing_bands(wn)
-            raise ValueError(
+            raise HSRSInputError(
                 f"{source}: the stack covers {wn[0]:g}–{wn[-1]:g} cm⁻¹ but segmentation needs at least "
                 f"{self.required_range[0]:g}–{self.required_range[1]:g} cm⁻¹; uncovered: "
                 f"{'; '.join(missing)}. Record a wider window; if the stack "
                 "stores no wavenumbers or wrong ones, give them in a sidecar <stem>.json."
             )
         if wn[0] >= self.target[-1] or wn[-1] <= self.target[0]:
-            raise ValueError(
+            raise HSRSInputError(
                 f"{source}: the stack covers {wn[0]:g}–{wn[-1]:g} cm⁻¹, outside the target grid "
                 f"{self.target[0]:g}–{self.target[-1]:g} cm⁻¹."
             )
         if self.max_extrapolation is not None and max(lo_gap, hi_gap) > self.max_extrapolation:
-            raise ValueError(
+            raise HSRSInputError(
                 f"{source}: the stack covers {wn[0]:g}–{wn[-1]:g} cm⁻¹ but the target grid needs "
                 f"{self.target[0]:g}–{self.target[-1]:g} cm⁻¹ (more than {self.max_extrapolation:g} cm⁻¹ missing at an "
                 "end). Record the full C–H window, or pass target_wavenumbers covering your range."
@@ -353,7 +354,7 @@ class NormalizeSpectralIntensity(Transform):
         _check_stack(img, source)
         lo, hi = _robust_percentiles(img, [self.lower, self.upper])
         if not hi - lo > 1e-8 * max(abs(hi), abs(lo), 1.0):
-            raise ValueError(
+            raise HSRSInputError(
                 f"{source}: intensities are constant ({lo:g}) between the {self.lower:g}th and {self.upper:g}th "
                 "percentiles; the stack holds no image to segment."
             )

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
+from scripts.io.errors import HSRSInputError
 from scripts.io.writer import LABELS
 from scripts.transforms.array import source_name
 
@@ -20,7 +21,7 @@ class CheckLabelMapd(MapTransform):
         keys: the label key(s).
         image_key: the image whose spatial size (H, W) the labels must match (None: skip).
 
-    Raises ValueError naming the label file, the unknown values or both sizes.
+    Raises HSRSInputError (a ValueError) naming the label file, the unknown values or both sizes.
     """
 
     def __init__(self, keys: KeysCollection, image_key: str | None = "image", allow_missing_keys: bool = False):
@@ -35,15 +36,16 @@ class CheckLabelMapd(MapTransform):
             values = [int(v) if float(v).is_integer() else v for v in torch.unique(torch.as_tensor(label)).tolist()]
             unknown = [v for v in values if v not in LABELS.values()]
             if unknown:
-                raise ValueError(
+                raise HSRSInputError(
                     f"{name}: unknown label values {unknown[:10]}; label maps must hold 0 background, 1 nucleus, "
                     "2 lipid droplet."
                 )
             if self.image_key is not None and self.image_key in d:
                 image = d[self.image_key]
                 if tuple(np.shape(label)[-2:]) != tuple(np.shape(image)[-2:]):
-                    raise ValueError(
-                        f"{name}: label map size {tuple(np.shape(label)[-2:])} differs from its image "
-                        f"{source_name(image, self.image_key)} size {tuple(np.shape(image)[-2:])} (H, W)."
+                    label_hw, image_hw = (tuple(np.shape(a)[-2:])[::-1] for a in (label, image))  # (X, Y) -> (H, W)
+                    raise HSRSInputError(
+                        f"{name}: label map size {label_hw} differs from its image "
+                        f"{source_name(image, self.image_key)} size {image_hw} (H, W)."
                     )
         return d
