@@ -40,7 +40,12 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("FIRST", "LAST"),
         help="Raman shift of the first and last frame, cm⁻¹ (give it high-to-low for descending stacks)",
     )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="default", help="difficulty preset")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="default",
+        help="difficulty preset (easy, default, hard), scene (tissue) or the training mix (randomized: cells and tissue, every instrument effect)",
+    )
     parser.add_argument("--format", choices=["nii.gz", "tif", "npy"], default="nii.gz", dest="file_format")
     parser.add_argument("--dtype", choices=["float32", "uint16"], default="float32")
     parser.add_argument("--pixel-size", type=float, default=0.25, help="pixel size in µm (default 0.25)")

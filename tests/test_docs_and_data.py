@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import fields
+from dataclasses import fields, is_dataclass
 
 import pytest
 from scripts.benchmark import update_markdown
 from scripts.cells import CELL_COLUMNS, IMAGE_COLUMNS, columns_markdown
 from scripts.simulate import main
-from scripts.simulation.phantom import PRESETS, PhantomPreset
+from scripts.simulation.phantom import PRESETS, InstrumentRanges, PhantomPreset, TissueRanges
 
 from tests.conftest import REPO
 
@@ -18,18 +18,38 @@ DEMO = REPO / "docs" / "demo_data"
 
 
 def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if is_dataclass(v):
+        return "below"
+    if isinstance(v, tuple) and all(isinstance(x, int) for x in v):
+        return "/".join(map(str, v))
     if isinstance(v, tuple):
         return f"{v[0]:g}–{v[1]:g}" if v[0] != v[1] else f"{v[0]:g}"
     return f"{v:g}"
 
 
-def test_simulation_doc_table_matches_presets():
-    text = (REPO / "docs" / "simulation.md").read_text()
-    for f in fields(PhantomPreset):
+def _rows(text: str, header: str, cls, values) -> None:
+    text = text[text.index(header) :]  # the table that starts with this header
+    text = text[: text.index("\n\n")]
+    for f in fields(cls):
         row = re.search(rf"^\| `{f.name}` \| (.*) \|$", text, re.MULTILINE)
         assert row, f"docs/simulation.md has no row for {f.name}"
         cells = [c.strip() for c in row.group(1).split("|")]
-        assert cells == [_fmt(getattr(PRESETS[p], f.name)) for p in ("easy", "default", "hard")], f.name
+        assert cells == [_fmt(getattr(v, f.name)) for v in values], f.name
+
+
+def test_simulation_doc_tables_match_presets():
+    text = (REPO / "docs" / "simulation.md").read_text()
+    _rows(
+        text,
+        "| parameter | easy |",
+        PhantomPreset,
+        [PRESETS[p] for p in ("easy", "default", "hard", "tissue", "randomized")],
+    )
+    _rows(text, "| `TissueRanges` field |", TissueRanges, [TissueRanges()])
+    _rows(text, "| `InstrumentRanges` field |", InstrumentRanges, [InstrumentRanges()])
+    assert set(PRESETS) == {"easy", "default", "hard", "tissue", "randomized"}
 
 
 def test_demo_data_is_small_and_regenerates_byte_for_byte(tmp_path):

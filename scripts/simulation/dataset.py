@@ -59,7 +59,9 @@ def simulate_dataset(
     (``image``, ``label``, ``instances``).
 
     ``wavenumber_range`` is (first frame, last frame): give it high-to-low for a stack stored in
-    descending order. Phantom ``i`` depends only on ``(seed, i)``, so a larger ``num`` extends a
+    descending order. Presets with instrument randomization (``randomized``) draw every stack's
+    window, frame count and direction themselves and ignore ``frames`` and ``wavenumber_range``;
+    each stack stores its own wavenumbers. Phantom ``i`` depends only on ``(seed, i)``, so a larger ``num`` extends a
     data set without changing the phantoms already made. Returns the datalist.
     """
     if num < 1:
@@ -79,14 +81,23 @@ def simulate_dataset(
     for folder in (images, labels_dir, instances_dir):
         folder.mkdir(parents=True, exist_ok=True)
     wn = np.linspace(float(wavenumber_range[0]), float(wavenumber_range[1]), frames)
+    randomized = PRESETS[preset].instrument is not None
+    if randomized:
+        logger.info(
+            "preset %r draws each stack's window, frame count and direction (InstrumentRanges); "
+            "--frames and --wavenumber-range are not used",
+            preset,
+        )
     label_format = "tif" if file_format == "tif" else "nii.gz"
     children = np.random.SeedSequence(seed).spawn(num + 1)
     records, stems = {}, []
     for i in range(num):
         stem = f"hsrs_{preset}_s{seed}_{i:04d}"
-        ph = simulate_phantom(np.random.default_rng(children[i + 1]), height, width, wn, preset, pixel_size_um)
+        ph = simulate_phantom(
+            np.random.default_rng(children[i + 1]), height, width, None if randomized else wn, preset, pixel_size_um
+        )
         data = to_uint16(ph.stack) if dtype == "uint16" else ph.stack
-        write_stack(images / f"{stem}.{file_format}", data, wn, pixel_size_um)
+        write_stack(images / f"{stem}.{file_format}", data, ph.wavenumbers, pixel_size_um)
         write_label_map(labels_dir / stem, ph.labels, formats=(label_format,), pixel_size_um=pixel_size_um)
         write_instance_tiff(
             instances_dir / f"{stem}.tif",
@@ -118,8 +129,8 @@ def simulate_dataset(
         "num": num,
         "height": height,
         "width": width,
-        "frames": frames,
-        "wavenumber_range": [float(v) for v in wavenumber_range],
+        "frames": None if randomized else frames,
+        "wavenumber_range": None if randomized else [float(v) for v in wavenumber_range],
         "preset": preset,
         "preset_parameters": asdict(PRESETS[preset]),
         "format": file_format,

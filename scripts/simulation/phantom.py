@@ -37,12 +37,61 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 from scripts.spectra.axis import CANONICAL_NUM_FRAMES, CANONICAL_RANGE
 from scripts.spectra.reference import spectra_matrix
 
 logger = logging.getLogger(__name__)
 
 Range = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class TissueRanges:
+    """Parameter ranges of a *tissue* field: the whole field covered by packed cells (a section).
+
+    Lipid-rich cytoplasm, densely packed round lipid vesicles / droplets, nuclei of weak chemical
+    contrast (some cells cut without their nucleus), lumen (empty, water only) and folds (two
+    tissue layers on top of each other).
+    """
+
+    cell_diameter_um: Range = (8.0, 18.0)  #: equivalent diameter of a cell of the tessellation
+    boundary_warp_um: Range = (0.5, 2.0)  #: amplitude of the smooth warp that curves cell boundaries
+    nucleus_to_cell: Range = (0.35, 0.55)
+    nucleus_in_section: float = 0.8  #: chance that a cell's nucleus lies in the imaged plane
+    nucleus_protein: Range = (0.85, 1.05)  #: relative to the cell's cytoplasmic protein (weak contrast)
+    nucleus_dna: Range = (0.05, 0.2)
+    cytoplasm_lipid: Range = (0.25, 0.7)  #: lipid-rich cytoplasm (membranes, unresolved vesicles)
+    vesicles_per_100um2: Range = (4.0, 20.0)  #: labelled lipid vesicles / droplets per 100 µm² of tissue
+    vesicle_diameter_um: Range = (0.5, 2.5)  #: 2–10 px at 0.25 µm
+    vesicle_lipid: Range = (1.0, 3.5)
+    lumen_count: Range = (0.0, 2.0)  #: lumina per field (rounded down)
+    lumen_diameter_um: Range = (8.0, 30.0)
+    fold_probability: float = 0.4  #: chance of one fold (a band of doubled tissue) in the field
+    fold_width_um: Range = (2.0, 8.0)
+    fold_gain: Range = (0.4, 1.0)  #: extra density in the fold
+
+
+@dataclass(frozen=True)
+class InstrumentRanges:
+    """Instrument randomization: what differs between microscopes, applied on top of the sample.
+
+    Frames are drawn evenly over [``window_start``, ``window_end``] (any window covering the
+    bundle's minimum 2845–2985 cm⁻¹), stored ascending or descending; detection is digitised at 8,
+    12 or 16 bits with a full scale that may saturate the brightest pixels; laser scanning adds
+    line (row) artefacts; the illumination may be uneven across the field.
+    """
+
+    window_start: Range = (2770.0, 2840.0)  #: cm⁻¹ of the lowest frame
+    window_end: Range = (2990.0, 3080.0)  #: cm⁻¹ of the highest frame
+    frames: Range = (30.0, 200.0)  #: number of frames (rounded)
+    descending_probability: float = 0.5  #: chance that frames are stored high-to-low
+    bit_depths: tuple[int, ...] = (8, 12, 16)  #: digitiser resolutions, one drawn per stack
+    quantize_probability: float = 0.7  #: chance that the stack is digitised (else float, as a lock-in export)
+    full_scale: Range = (0.6, 1.6)  #: digitiser full scale / the stack's 99.9th percentile (< 1 saturates)
+    stripe_probability: float = 0.5  #: chance of line artefacts
+    stripes: Range = (0.01, 0.08)  #: sd of the per-line (row) gain noise
+    illumination: Range = (0.0, 0.5)  #: amplitude of a smooth multiplicative illumination field
 
 
 @dataclass(frozen=True)
@@ -80,6 +129,11 @@ class PhantomPreset:
     ld_lipid: Range  #: lipid density inside an LD
     out_of_focus_lds_per_cell: Range
     debris_per_mm2: Range
+    #: chance that a field is a tissue section (:class:`TissueRanges`) instead of exfoliated cells
+    tissue_probability: float = 0.0
+    tissue: TissueRanges | None = None
+    #: instrument randomization (window, frames, direction, digitiser, artefacts); None: the canonical instrument
+    instrument: InstrumentRanges | None = None
 
 
 PRESETS: dict[str, PhantomPreset] = {
@@ -149,6 +203,39 @@ PRESETS["hard"] = replace(
     ld_lipid=(1.2, 3.5),
     out_of_focus_lds_per_cell=(1.0, 5.0),
     debris_per_mm2=(400.0, 1000.0),
+)
+#: a tissue section under the default instrument and noise (a held-out scene type for the benchmark)
+PRESETS["tissue"] = replace(
+    PRESETS["default"], tissue_probability=1.0, tissue=TissueRanges(), debris_per_mm2=(0.0, 50.0)
+)
+#: the training distribution of the shipped weights: cells and tissue, easy through hard sample and noise
+#: ranges, stronger background, spectral resolution 15–40 cm⁻¹ and every instrument effect of
+#: :class:`InstrumentRanges`
+PRESETS["randomized"] = replace(
+    PRESETS["default"],
+    snr=(3.0, 50.0),
+    intensity_noise=(0.005, 0.05),
+    read_noise=(0.01, 0.05),
+    detector_offset=(0.0, 0.5),
+    background=(0.03, 1.5),
+    background_edge_gain=(0.0, 1.5),
+    background_decay=(40.0, 200.0),
+    xpm_edges=(0.0, 0.4),
+    water=(0.05, 0.3),
+    power_drift=(0.0, 0.12),
+    calibration_shift=(0.0, 8.0),
+    spectral_resolution=(15.0, 40.0),
+    psf_fwhm_um=(0.3, 0.45),
+    cluster_probability=0.6,
+    cell_brightness=(0.5, 1.5),
+    nucleus_dna=(0.15, 0.5),
+    ld_diameter_um=(0.3, 3.0),
+    ld_lipid=(1.2, 6.0),
+    out_of_focus_lds_per_cell=(0.0, 5.0),
+    debris_per_mm2=(0.0, 1000.0),
+    tissue_probability=0.4,
+    tissue=TissueRanges(),
+    instrument=InstrumentRanges(),
 )
 
 
@@ -402,6 +489,125 @@ def _fill_cells(rng: np.random.Generator, p: PhantomPreset, canvas: _Canvas, cel
     return {"cells": len(cells), "lipid_droplets": n_lds, "out_of_focus_lipid_droplets": n_oof}
 
 
+def _fill_tissue(rng: np.random.Generator, t: TissueRanges, p: PhantomPreset, canvas: _Canvas, px_um: float) -> dict:
+    """A tissue section: the field tessellated into cells with curved boundaries, lumen, a fold,
+    nuclei of weak contrast and densely packed lipid vesicles. Fills ``canvas`` like :func:`_fill_cells`."""
+    h, w = canvas.shape
+    # 1. cells: a warped Voronoi tessellation of well-spread seeds (dart throwing)
+    diameter = _u(rng, t.cell_diameter_um) / px_um
+    n_target = max(1, int(h * w / (np.pi * (diameter / 2) ** 2)))
+    seeds: list[tuple[float, float]] = []
+    for _ in range(n_target * 30):
+        if len(seeds) >= n_target:
+            break
+        c = (
+            float(rng.uniform(-0.5 * diameter, h + 0.5 * diameter)),
+            float(rng.uniform(-0.5 * diameter, w + 0.5 * diameter)),
+        )
+        if all((c[0] - q[0]) ** 2 + (c[1] - q[1]) ** 2 > (0.75 * diameter) ** 2 for q in seeds):
+            seeds.append(c)
+    centres = np.asarray(seeds, np.float32)
+    warp = _u(rng, t.boundary_warp_um) / px_um
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    noise = [ndimage.gaussian_filter(rng.standard_normal((h, w)).astype(np.float32), diameter / 3) for _ in range(2)]
+    noise = [n / (n.std() + 1e-6) for n in noise]
+    wy, wx = yy + warp * noise[0], xx + warp * noise[1]
+    owner = cKDTree(centres).query(np.stack([wy.ravel(), wx.ravel()], axis=1))[1].reshape(h, w).astype(np.int32)
+    # lumen: empty (water) regions
+    lumen = np.zeros((h, w), bool)
+    for _ in range(int(_u(rng, t.lumen_count))):
+        c = (float(rng.uniform(0, h)), float(rng.uniform(0, w)))
+        r = _u(rng, t.lumen_diameter_um) / 2 / px_um
+        harm = _shape_harmonics(rng, 0.15)
+        lumen |= _normalised_radius(yy, xx, c, r, float(rng.uniform(0.5, 1.0)), float(rng.uniform(0, np.pi)), harm) < 1
+    owner[lumen] = -1
+    canvas.owner[:] = owner
+    # distance of each pixel to its cell's boundary (shared walls, lumen, field edge is not a wall)
+    wall = np.zeros((h, w), bool)
+    wall[:-1] |= owner[:-1] != owner[1:]
+    wall[1:] |= owner[:-1] != owner[1:]
+    wall[:, :-1] |= owner[:, :-1] != owner[:, 1:]
+    wall[:, 1:] |= owner[:, :-1] != owner[:, 1:]
+    to_wall = ndimage.distance_transform_edt(~wall).astype(np.float32)
+    canvas.rho[:] = np.where(owner >= 0, np.clip(1.0 - to_wall / (diameter / 2), 0.0, 1.0), np.inf)
+
+    texture = ndimage.gaussian_filter(rng.standard_normal((h, w)).astype(np.float32), 1.5)
+    texture /= texture.std() + 1e-6
+    grain = 1.0 + _u(rng, p.texture) * texture
+    brightness = rng.uniform(*p.cell_brightness, size=len(seeds) + 1).astype(np.float32)
+    lipid_level = rng.uniform(*t.cytoplasm_lipid, size=len(seeds) + 1).astype(np.float32)
+    b = np.where(owner >= 0, brightness[owner], 0.0).astype(np.float32)
+    tissue = owner >= 0
+    # 2. nuclei: an irregular ellipse around each seed, kept off the cell walls
+    n_nuclei = 0
+    for i, c in enumerate(seeds):
+        if rng.random() >= t.nucleus_in_section:
+            continue
+        r = diameter / 2 * _u(rng, t.nucleus_to_cell)
+        found = canvas.box(c, r * 1.6)
+        if found is None:
+            continue
+        sl, byy, bxx = found
+        n_rho = _normalised_radius(
+            byy, bxx, c, r, float(rng.uniform(0.7, 1.0)), float(rng.uniform(0, np.pi)), _shape_harmonics(rng, 0.05)
+        )
+        nucleus = (n_rho < 1.0) & (owner[sl] == i) & (to_wall[sl] > 2.0)
+        if nucleus.any():
+            canvas.nucleus[sl] |= nucleus
+            n_nuclei += 1
+    nuc = canvas.nucleus
+    cyto = tissue & ~nuc
+    canvas.protein += np.where(cyto, b * grain, 0.0).astype(np.float32)
+    canvas.lipid += np.where(cyto, b * lipid_level[np.maximum(owner, 0)] * grain, 0.0).astype(np.float32)
+    n_prot, n_dna = _u(rng, t.nucleus_protein), _u(rng, t.nucleus_dna)
+    canvas.protein += np.where(nuc, b * n_prot, 0.0).astype(np.float32)
+    canvas.dna += np.where(nuc, b * n_dna * (1.0 + 0.5 * _u(rng, p.texture) * texture), 0.0).astype(np.float32)
+    canvas.lipid += np.where(nuc, b * 0.05, 0.0).astype(np.float32)
+    # 3. a fold: a curved band where two tissue layers overlap (more of everything, labels unchanged)
+    if rng.random() < t.fold_probability:
+        angle = float(rng.uniform(0, np.pi))
+        d = (xx - w / 2) * np.cos(angle) + (yy - h / 2) * np.sin(angle) + float(rng.uniform(-0.3, 0.3)) * min(h, w)
+        d += 0.15 * min(h, w) * np.sin((-(xx - w / 2) * np.sin(angle) + (yy - h / 2) * np.cos(angle)) / min(h, w) * 4)
+        fold = (np.abs(d) < _u(rng, t.fold_width_um) / px_um / 2) & tissue
+        gain = 1.0 + _u(rng, t.fold_gain) * ndimage.gaussian_filter(fold.astype(np.float32), 1.0)
+        for m in (canvas.protein, canvas.lipid, canvas.dna):
+            m *= gain
+    # 4. densely packed lipid vesicles, not over nuclei, not overlapping (≥ 1 px apart)
+    area_100um2 = tissue.sum() * px_um**2 / 100.0
+    count = int(rng.poisson(_u(rng, t.vesicles_per_100um2) * area_100um2))
+    allowed = tissue & ~ndimage.binary_dilation(nuc, iterations=1)
+    ys, xs = np.nonzero(allowed)
+    taken = np.zeros((h, w), bool)
+    placed = 0
+    for _ in range(count * 3 if ys.size else 0):
+        if placed >= count:
+            break
+        j = int(rng.integers(ys.size))
+        centre = (ys[j] + 0.5 + rng.uniform(-0.5, 0.5), xs[j] + 0.5 + rng.uniform(-0.5, 0.5))
+        radius = float(np.exp(rng.uniform(*np.log(t.vesicle_diameter_um)))) / px_um / 2
+        disk = _draw_disk(canvas, centre, radius)
+        if disk is None:
+            continue
+        dsl, cover = disk
+        label = cover >= 0.5
+        cy, cx = int(centre[0]) - dsl[0].start, int(centre[1]) - dsl[1].start
+        if 0 <= cy < label.shape[0] and 0 <= cx < label.shape[1]:
+            label[cy, cx] = True
+        if (taken[dsl] & (cover > 0)).any() or (nuc[dsl] & label).any():
+            continue
+        cell = int(owner[min(int(centre[0]), h - 1), min(int(centre[1]), w - 1)])
+        if cell < 0:
+            continue
+        canvas.lipid[dsl] += _u(rng, t.vesicle_lipid) * brightness[cell] * cover
+        canvas.protein[dsl] *= 1.0 - 0.7 * cover
+        canvas.ld_label[dsl] |= label
+        canvas.ld_cell.append(cell)
+        canvas.ld_id[dsl][label] = len(canvas.ld_cell)
+        taken[dsl] |= ndimage.binary_dilation(cover > 0, iterations=1)
+        placed += 1
+    return {"cells": len(seeds), "nuclei": n_nuclei, "lipid_droplets": placed, "out_of_focus_lipid_droplets": 0}
+
+
 def _add_debris(rng: np.random.Generator, p: PhantomPreset, canvas: _Canvas, px_um: float) -> int:
     """Irregular cell fragments and mucus outside the cells (protein-rich, some lipid); labelled background."""
     h, w = canvas.shape
@@ -492,11 +698,28 @@ def simulate_phantom(
     p = PRESETS[preset] if isinstance(preset, str) else preset
     if height < 16 or width < 16:
         raise ValueError(f"image size {height}×{width} is too small; use at least 16×16 pixels.")
-    wn = np.linspace(*CANONICAL_RANGE, CANONICAL_NUM_FRAMES) if wavenumbers is None else np.asarray(wavenumbers, float)
+    instrument = p.instrument
+    if wavenumbers is not None:
+        wn = np.asarray(wavenumbers, float)
+    elif instrument is not None:  # the instrument draws its own window, frame count and direction
+        lo, hi = _u(rng, instrument.window_start), _u(rng, instrument.window_end)
+        wn = np.linspace(lo, hi, round(_u(rng, instrument.frames)))
+        if rng.random() < instrument.descending_probability:
+            wn = wn[::-1].copy()
+    else:
+        wn = np.linspace(*CANONICAL_RANGE, CANONICAL_NUM_FRAMES)
     h, w = height, width
     canvas = _Canvas(h, w)
-    cells = _place_cells(rng, p, h, w, pixel_size_um)
-    counts = _fill_cells(rng, p, canvas, cells, pixel_size_um)
+    scene = (
+        "tissue"
+        if p.tissue is not None and p.tissue_probability > 0 and rng.random() < p.tissue_probability
+        else "cells"
+    )
+    if scene == "tissue":
+        counts = _fill_tissue(rng, p.tissue, p, canvas, pixel_size_um)
+    else:
+        cells = _place_cells(rng, p, h, w, pixel_size_um)
+        counts = _fill_cells(rng, p, canvas, cells, pixel_size_um)
     counts["debris"] = _add_debris(rng, p, canvas, pixel_size_um)
 
     labels = np.zeros((h, w), np.uint8)
@@ -520,7 +743,7 @@ def simulate_phantom(
     bg_map = _u(rng, p.background) * (1.0 + _u(rng, p.background_edge_gain) * r2) + _u(rng, p.xpm_edges) * np.clip(
         edges, 0, 2
     )
-    delay = np.abs(wn - wn[0])
+    delay = wn - wn.min()  # the low-delay end is the low-wavenumber end, whatever the storage order
     bg_spectrum = np.exp(-delay / _u(rng, p.background_decay))
 
     shift = _u(rng, p.calibration_shift) * float(rng.choice([-1.0, 1.0]))
@@ -543,10 +766,17 @@ def simulate_phantom(
     snr = _u(rng, p.snr)
     rin, read = _u(rng, p.intensity_noise), _u(rng, p.read_noise)
     signal *= gains[:, None, None]
+    extra = {}
+    if instrument is not None:
+        signal, extra = _instrument_gain(rng, instrument, signal)
     sd = np.sqrt((1.0 / snr) ** 2 + read**2 + (rin * signal) ** 2)
     stack = signal + offset + sd * rng.standard_normal(signal.shape, dtype=np.float32)
+    if instrument is not None:
+        stack, digitiser = _digitise(rng, instrument, stack)
+        extra.update(digitiser)
 
     params = {
+        "scene": scene,
         **counts,
         "snr": round(snr, 4),
         "background": round(float(bg_map.mean()), 4),
@@ -560,8 +790,46 @@ def simulate_phantom(
         "read_noise": round(read, 4),
         "nucleus_fraction": round(float((labels == 1).mean()), 5),
         "lipid_droplet_fraction": round(float((labels == 2).mean()), 5),
+        "wavenumber_first_cm1": round(float(wn[0]), 2),
+        "wavenumber_last_cm1": round(float(wn[-1]), 2),
+        "frames": len(wn),
+        **extra,
     }
     return Phantom(stack.astype(np.float32, copy=False), labels, wn, params, **_instance_maps(canvas))
+
+
+def _instrument_gain(rng: np.random.Generator, ins: InstrumentRanges, signal: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Uneven illumination (a smooth field over the image) and line artefacts (per-row, per-frame gain noise)."""
+    k, h, w = signal.shape
+    amp = _u(rng, ins.illumination)
+    field = ndimage.gaussian_filter(rng.standard_normal((h, w)).astype(np.float32), max(h, w) / 4, mode="wrap")
+    field = 1.0 + amp * field / (np.abs(field).max() + 1e-6)
+    signal = signal * field[None]
+    stripes = 0.0
+    if rng.random() < ins.stripe_probability:
+        stripes = _u(rng, ins.stripes)
+        rows = 1.0 + stripes * rng.standard_normal((k, h, 1)).astype(np.float32)
+        signal = signal * rows
+    return signal.astype(np.float32, copy=False), {"illumination": round(amp, 3), "stripes": round(stripes, 4)}
+
+
+def _digitise(rng: np.random.Generator, ins: InstrumentRanges, stack: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Digitise at 8/12/16 bits with a full scale relative to the 99.9th percentile (saturating above it).
+
+    The levels are returned in simulator units (level × full scale / levels), so the label maps and
+    every downstream step see the same intensity scale as undigitised stacks.
+    """
+    if rng.random() >= ins.quantize_probability:
+        return stack, {"bit_depth": 0, "saturated_fraction": 0.0}
+    bits = int(rng.choice(ins.bit_depths))
+    levels = float(2**bits - 1)
+    full = max(float(np.percentile(stack, 99.9)), 1e-3) * _u(rng, ins.full_scale)
+    digital = np.clip(np.rint(np.clip(stack, 0, None) / full * levels), 0, levels)
+    saturated = float((digital >= levels).mean())
+    return (digital * (full / levels)).astype(np.float32), {
+        "bit_depth": bits,
+        "saturated_fraction": round(saturated, 5),
+    }
 
 
 #: Scale from simulator units to counts for ``dtype="uint16"`` (cytoplasm protein peak ≈ 2000 counts).
