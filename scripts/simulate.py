@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> None:
         "--preset",
         choices=sorted(PRESETS),
         default="default",
-        help="difficulty preset (easy, default, hard), scene (tissue) or the training mix (randomized: cells and tissue, every instrument effect)",
+        help="difficulty (easy, default, hard), a tissue section (tissue) or the training mix "
+        "(randomized: cells and tissue, every instrument effect)",
     )
     parser.add_argument("--format", choices=["nii.gz", "tif", "npy"], default="nii.gz", dest="file_format")
     parser.add_argument("--dtype", choices=["float32", "uint16"], default="float32")

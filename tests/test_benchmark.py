@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,3 +229,24 @@ def test_cells_section_pools_matches_and_droplet_errors_over_stacks():
     assert d["count_mae"] == pytest.approx(1 / 4)
     assert d["count_bias"] == pytest.approx(-1 / 4)
     assert d["area_bias_um2"] == pytest.approx(-4 * 0.25 / 4)  # 4 px of 0.25 µm² missed, over 4 cells
+
+
+def test_shipped_section_scores_the_committed_weights_on_every_preset():
+    import hashlib
+    import math
+
+    from scripts.benchmarks import shipped
+
+    result = shipped.run(quick=True)
+    summary = result.data["summary"]
+    assert set(shipped.PRESET_ORDER) <= set(summary)
+    assert result.data["weights_md5"] == hashlib.md5(Path(shipped.WEIGHTS).read_bytes()).hexdigest()
+    assert result.data["weights_md5"] in result.markdown
+    for name, s in summary.items():
+        for method in ("network", "phasor"):
+            for cls in ("nucleus", "lipid_droplet"):
+                m = s[method][cls]["mean"]
+                assert math.isnan(m) or 0.0 <= m <= 1.0, (name, method, cls)
+    # a verdict for every preset with a target, and the table says it
+    assert set(result.data["verdicts"]) == set(shipped.TARGETS)
+    assert result.markdown.count("met**") + result.markdown.count("missed**") == len(shipped.TARGETS)
