@@ -320,8 +320,5 @@ forward pass of the network (what `qc_tta: true` adds) {costs['forward_s']:.2f} 
         "cost": costs,
         "stacks": [dict(r) for r in rows],
     }
-    card = (
-        f"Quality check: AUROC {overall[shipped]:.3f} of `ood_score` for held-in vs corrupted stacks; "
-        f"threshold {threshold:g}, false flags {', '.join(f'{k} {100 * v:.0f} %' for k, v in false_flags.items())}."
-    )
-    return SectionResult(markdown, data, card)
+    # no model_card: the performance block of docs/README.md belongs to the comparison; the QC has its own section
+    return SectionResult(markdown, data)
