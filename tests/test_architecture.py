@@ -88,7 +88,7 @@ def test_command_lines_live_only_in_entry_modules():
 
 
 def test_lower_layers_do_not_import_upper_layers():
-    """The data flow's direction: spectra <- io <- transforms <- networks/engine/phasor/simulation <- benchmarks."""
+    """The data flow's direction: spectra <- io <- transforms <- networks/engine/phasor/qc/simulation <- benchmarks."""
     rank = {
         "spectra": 0,
         "io": 1,
@@ -97,6 +97,7 @@ def test_lower_layers_do_not_import_upper_layers():
         "simulation": 2,
         "engine": 3,
         "phasor": 3,
+        "qc": 3,
         "cells": 4,
         "benchmarks": 5,
     }

@@ -1,5 +1,8 @@
 """Writing segmentation results: label maps (NIfTI + TIFF), overlay PNGs and a per-image summary CSV.
 
+The summary's ``ood_score``, ``qc_flag`` and ``qc_reason`` come from the quality check
+(:class:`scripts.qc.handler.QualityCheck`, which leaves them in ``item["qc"]``); empty without it.
+
 :class:`SegmentationWriter` is an ignite handler for the inference and evaluation workflows. It is
 a handler rather than a post-processing transform so that MONAI Label, which runs the bundle's
 pre/post-processing itself, does not write files on the server.
@@ -43,8 +46,13 @@ SUMMARY_FIELDS = (
     "nucleus_area_um2",
     "lipid_droplet_area_um2",
     "axis_check",
+    "ood_score",
+    "qc_flag",
+    "qc_reason",
     "error",
 )
+#: Columns of the quality check (:mod:`scripts.qc`), handed over as ``item["qc"]`` by its handler.
+QC_FIELDS = ("ood_score", "qc_flag", "qc_reason")
 
 
 def label_statistics(labels: np.ndarray) -> dict[str, float]:
@@ -146,6 +154,8 @@ class SegmentationWriter:
         row["nucleus_area_um2"] = round(stats["nucleus_area_px"] * pixel**2, 3) if pixel else ""
         row["lipid_droplet_area_um2"] = round(stats["lipid_droplet_area_px"] * pixel**2, 3) if pixel else ""
         row["axis_check"] = _axis_flag(meta, image)  # the reader's verdict on the spectral axis (README, data contract)
+        qc = item.get("qc") or {}  # the quality check's handler, attached before this one (scripts.qc.handler)
+        row.update({k: qc.get(k, "") for k in QC_FIELDS})
         row["error"] = ""
         self.rows[stem] = row
         if self.summary_csv:
