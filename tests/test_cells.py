@@ -7,6 +7,7 @@ at 2850 cm⁻¹ (CH₂, lipid) and 2930 cm⁻¹ (CH₃, protein) on a non-Raman 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ from scripts.cells import (
     CELL_COLUMNS,
     IMAGE_COLUMNS,
     CellInstances,
+    InstanceParameters,
     cell_droplet_errors,
     columns_markdown,
     instance_f1,
@@ -365,3 +367,98 @@ def test_background_brighter_towards_the_corners_keeps_the_intensity_foreground(
     assert len(m.rows) == 2  # the nucleated cell and the blob; no corner became a cell
     cell = next(r for r in m.rows if r["has_nucleus"])
     assert abs(cell["cell_area_px"] - disk(shape, 48, 48, 18).sum()) < 0.1 * disk(shape, 48, 48, 18).sum()
+
+
+def _two_touching_cells(right_protein: float = 1.0):
+    """Two cells drawn as overlapping disks (the foreground narrows at x = 34), nuclei left of their centres."""
+    shape = (64, 72)
+    left, right = disk(shape, 32, 24, 14), disk(shape, 32, 44, 14)
+    protein = np.where(left, 1.0, 0.0)
+    protein[right & ~left] = right_protein
+    protein[right & (np.arange(shape[1]) >= 34)] = right_protein
+    labels = np.zeros(shape, np.uint8)
+    labels[disk(shape, 32, 18, 5)] = 1
+    labels[disk(shape, 32, 40, 5)] = 1
+    return labels, protein
+
+
+@pytest.mark.parametrize(("boundary", "owner"), [("nuclei", 2), ("neck", 1)])
+def test_a_droplet_between_touching_cells_goes_to_the_cell_the_boundary_option_gives(boundary, owner):
+    labels, protein = _two_touching_cells()
+    labels[31:33, 31:33] = 2  # nearer to the right nucleus (edge at x = 35) than to the left one (x = 23)
+    lipid = np.where(labels == 2, 3.0, 0.0)
+    m = measure_cells(make_stack(protein, lipid), WN, labels, PX, "pair", InstanceParameters(cell_boundary=boundary))
+    assert len(m.rows) == 2
+    left_id = m.instances.nuclei[32, 18]
+    right_id = m.instances.nuclei[32, 40]
+    expected = {1: left_id, 2: right_id}[owner]
+    assert m.instances.droplet_cell[m.instances.droplets[32, 32]] == expected
+    counts = {r["cell_id"]: r["droplet_count"] for r in m.rows}
+    assert counts[expected] == 1
+    assert sum(counts.values()) == 1
+    row = m.instances.cells[32]  # the cells part half-way between the nuclei (x ≈ 29) or at the neck (x = 34)
+    first_right = int(np.argmax(row == right_id))
+    assert abs(first_right - (29 if boundary == "nuclei" else 34)) <= 1
+
+
+def test_intensity_boundary_follows_a_step_between_touching_cells():
+    shape = (64, 72)
+    left, right = disk(shape, 32, 24, 14), disk(shape, 32, 46, 16)  # the foreground narrows at x ≈ 34
+    protein = np.where(left | right, 1.0, 0.0)
+    protein[right & (np.arange(shape[1]) >= 38)] = 0.5  # the right cell, half as bright, starts at x = 38
+    labels = np.zeros(shape, np.uint8)
+    labels[disk(shape, 32, 18, 5)] = 1
+    labels[disk(shape, 32, 52, 5)] = 1  # half-way between the nuclei: x = 35
+    found = {}
+    for boundary in ("intensity", "nuclei"):
+        m = measure_cells(
+            make_stack(protein, 0 * protein), WN, labels, PX, "step", InstanceParameters(cell_boundary=boundary)
+        )
+        right_id = m.instances.nuclei[32, 52]
+        found[boundary] = [int(np.argmax(m.instances.cells[y] == right_id)) for y in (28, 32, 36)]
+    assert all(abs(x - 38) <= 1 for x in found["intensity"])
+    assert all(abs(x - 35) <= 1 for x in found["nuclei"])
+
+
+def test_a_nucleus_broken_by_the_label_map_is_one_nucleus_and_neighbours_stay_apart():
+    shape = (64, 112)
+    labels, stack = scene(shape, [(32, 24, 20, 9), (32, 60, 16, 7), (32, 84, 9, 5)])
+    labels[:, 23:25] = np.where(labels[:, 23:25] == 1, 0, labels[:, 23:25])  # a 2 px gap through the first
+    labels[30:34, 60:62] = 0  # and a hole in the second
+    assert ndimage.label(labels == 1)[1] == 4
+    m = measure_cells(stack, WN, labels, PX, "broken")
+    assert len(m.rows) == 3  # the third nucleus, 3 µm from the second, stays its own
+    assert all(r["has_nucleus"] for r in m.rows)
+    first = m.instances.nuclei[32, 18]
+    assert m.instances.nuclei[32, 30] == first  # both halves of the first nucleus: one instance
+    assert (m.instances.nuclei[disk(shape, 32, 24, 7)] == first).all()  # the gap closed
+    unbroken = measure_cells(stack, WN, labels, PX, "broken", InstanceParameters(nucleus_closing_um=0))
+    assert len(unbroken.rows) == 4  # without the closing the halves would be two cells
+
+
+@pytest.mark.parametrize("change", [{"cell_boundary": "membrane"}, {"nucleus_closing_um": -1}, {"min_contrast": "5"}])
+def test_instance_parameters_refuse_bad_values(change):
+    with pytest.raises(ValueError, match=next(iter(change))):
+        InstanceParameters(**change)
+
+
+def test_huge_field_with_thousands_of_cells(caplog):
+    shape, step = (2048, 2048), 32
+    labels = np.zeros(shape, np.uint8)
+    protein = np.zeros(shape, np.float32)
+    yy, xx = np.mgrid[: shape[0], : shape[1]] % step - step // 2 + 0.5
+    protein[yy**2 + xx**2 <= 12**2] = 1.0  # 64 × 64 cells, 24 px across, none touching
+    labels[yy**2 + xx**2 <= 5**2] = 1
+    labels[(yy - 7) ** 2 + xx**2 <= 2**2] = 2  # one droplet per cell
+    wn = np.array([2840.0, 2850.0, 2860.0, 2920.0, 2930.0, 2940.0])  # the two bands only: 6 frames
+    band = {c: np.exp(-0.5 * ((wn - c) / 12.0) ** 2) for c in (2850, 2930)}
+    protein_spectrum, lipid_spectrum = 0.15 * band[2850] + band[2930], band[2850] + 0.45 * band[2930]
+    stack = 0.3 + protein_spectrum[:, None, None] * protein + lipid_spectrum[:, None, None] * (labels == 2)
+    stack = stack.astype(np.float32)
+    caplog.set_level(logging.INFO, logger="scripts.cells.measure")
+    m = measure_cells(stack, wn, labels, PX, "huge")
+    assert len(m.rows) == 64 * 64
+    assert m.summary["complete_cells"] == 64 * 64
+    assert {r["droplet_count"] for r in m.rows} == {1}
+    assert m.instances.cells.max() == 64 * 64
+    assert "huge: 4096 cells" in caplog.text

@@ -17,7 +17,8 @@ Scores, pooled over the stacks of a preset (:mod:`scripts.cells.metrics`): detec
 and panoptic quality of cells and of nuclei (all instances, also those cut by the field edge);
 lipid droplets per cell — count MAE and bias, total droplet area MAE and bias in µm² — over the
 matched cells that do not touch the field edge, each droplet counted in the cell holding most of
-its pixels in either map. Nothing was tuned on these seeds.
+its pixels in either map. Nothing was tuned on these seeds. The same stacks also compare the options of
+where touching cells part (``cell_boundary``), on the network's and the exact label maps.
 
 Cost: the readout's wall time per stack (measure, files, tables, as
 :class:`scripts.cells.readout.CellReadout` records it) against the inference workflow's time per
@@ -161,6 +162,29 @@ def _exact_label_maps(data: Path, stem: str, pixel_size_um: float) -> dict:
     return measure_cells(stack, meta["wavenumbers"], labels[0], pixel_size_um, stem).instances.maps()
 
 
+#: Label maps the cell-boundary options are compared on: method -> label map path under the work folder.
+BOUNDARY_SOURCES = {"network": "network_{preset}/{stem}.nii.gz", "exact": "data_{preset}/labels/{stem}.nii.gz"}
+
+
+def _boundary_options(work: Path, preset: str, stems: list[str], refs: dict) -> dict:
+    """Cells and droplets per cell of every ``cell_boundary`` option, on the network's and the exact label maps."""
+    from scripts.cells.instances import CELL_BOUNDARIES, InstanceParameters, segment_instances
+    from scripts.io.reader import read_hsrs
+
+    pools = {(m, b): _Pool() for m in BOUNDARY_SOURCES for b in CELL_BOUNDARIES}
+    for stem in stems:
+        stack, _ = read_hsrs(work / f"data_{preset}" / "images" / f"{stem}.nii.gz")
+        mean_image = np.asarray(stack, np.float32).mean(axis=0)
+        ref, px = refs[stem]
+        for method, pattern in BOUNDARY_SOURCES.items():
+            labels, _ = read_hsrs(work / pattern.format(preset=preset, stem=stem))
+            labels = np.asarray(labels[0]).astype(np.uint8)
+            for boundary in CELL_BOUNDARIES:
+                inst = segment_instances(labels, mean_image, px, InstanceParameters(cell_boundary=boundary))
+                pools[(method, boundary)].add(inst.maps(), ref, px)
+    return {f"{m}/{b}": pool.scores() for (m, b), pool in pools.items()}
+
+
 def evaluate_preset(preset: str, num: int, size: int, seed: int, work: Path) -> dict:
     """Simulate one test set, run the three methods, score them; returns scores and timings."""
     from scripts.io.instance_maps import read_instance_tiff
@@ -174,8 +198,10 @@ def evaluate_preset(preset: str, num: int, size: int, seed: int, work: Path) -> 
     }
     pools = {k: _Pool() for k in METHODS}
     ref_cells = 0
+    refs = {}
     for stem in _stems(data):
         ref, px, _ = read_instance_tiff(data / "instances" / f"{stem}.tif")
+        refs[stem] = (ref, px)
         ref_cells += int(ref["cells"].max())
         for method in ("network", "phasor"):
             pred, _, _ = read_instance_tiff(work / f"{method}_{preset}" / "cells" / f"{stem}_instances.tif")
@@ -183,6 +209,7 @@ def evaluate_preset(preset: str, num: int, size: int, seed: int, work: Path) -> 
         pools["exact"].add(_exact_label_maps(data, stem, px), ref, px)
     return {
         "scores": {k: p.scores() for k, p in pools.items()},
+        "boundary_options": _boundary_options(work, preset, _stems(data), refs),
         "timings": timings,
         "stacks": num,
         "reference_cells": ref_cells,
@@ -274,6 +301,39 @@ def run(quick: bool = False) -> SectionResult:
         ],
         rows,
     )
+    from scripts.cells.instances import InstanceParameters
+
+    default_boundary = InstanceParameters().cell_boundary
+    option_rows = []
+    for preset in PRESETS:
+        for key, s in results[preset]["boundary_options"].items():
+            method, boundary = key.split("/")
+            d = s["droplets_per_cell"]
+            option_rows.append(
+                [
+                    preset,
+                    METHODS[method],
+                    f"`{boundary}`" + (" (default)" if boundary == default_boundary else ""),
+                    _f(s["cells"]["f1"]),
+                    _f(s["cells"]["pq"]),
+                    d["cells"],
+                    _f(d["count_mae"], 2),
+                    _f(d["count_bias"], 2),
+                ]
+            )
+    options = markdown_table(
+        [
+            "preset",
+            "label maps from",
+            "cell_boundary",
+            "cell F1@0.5",
+            "cell PQ",
+            "complete cells scored",
+            "droplets/cell MAE",
+            "bias",
+        ],
+        option_rows,
+    )
     cost_rows, ratios = [], {}
     for method, base in (("network", "inference"), ("phasor", "phasor")):
         per = [t for preset in PRESETS for t in results[preset]["timings"][method].values()]
@@ -352,6 +412,14 @@ field (each droplet counted in the cell that holds most of its pixels). The inst
 of `InstanceParameters`; nothing was tuned on these seeds.
 
 **Targets on the default preset, hybrid-UNet:** {"; ".join(verdicts)}.
+
+Where touching cells part (`cell_boundary` of `InstanceParameters`), on the same stacks: `nuclei` floods the
+distance to the nearest nucleus (half-way between the nuclei), `neck` the negated distance to the background (the
+narrowest place of the foreground), `intensity` the gradient of the smoothed mean image (edges of labelled objects
+left out); all other steps as above, from the network's label maps (as written by `configs/inference.yaml`) and
+from the exact ones. The default was chosen on development fields, not on these.
+
+{options}
 
 {cost}
 
