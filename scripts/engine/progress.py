@@ -57,6 +57,8 @@ class ProgressLogger:
         self.lines: list[str] = []
 
     def attach(self, engine) -> None:
+        """Log on ``engine``'s events; without an engine, call ``started()``, ``epoch_started(None)`` and
+        ``iteration_completed(None)`` by hand (a loop over tiles)."""
         from ignite.engine import Events
 
         engine.add_event_handler(Events.STARTED, self.started)
@@ -86,7 +88,7 @@ class ProgressLogger:
         self.epoch_done += 1
         self.run_done += 1
         now = self.last_iteration = self.clock()
-        total = self.total or getattr(engine.state, "epoch_length", None)
+        total = self.total or getattr(getattr(engine, "state", None), "epoch_length", None)
         last_item = total is not None and self.epoch_done >= total
         if self.last is not None and now - self.last < self.interval_s and not last_item:
             return
@@ -101,7 +103,7 @@ class ProgressLogger:
         line = f"{self.prefix}{self.name}: {done}, {rate:.2f} s per {self.unit}, elapsed {_clock(elapsed)}"
         if total:
             line += f", left ~{_clock(rate * (total - self.epoch_done))}"
-        max_epochs = getattr(engine.state, "max_epochs", None) or 1
+        max_epochs = getattr(getattr(engine, "state", None), "max_epochs", None) or 1
         if max_epochs > 1 and total:
             epoch = engine.state.epoch
             left = (total - self.epoch_done) + (max_epochs - epoch) * total
