@@ -1,0 +1,301 @@
+"""Segmenting mosaics of any size in bounded memory: region by region, written tile by tile.
+
+:class:`MosaicSegmenter` segments a stack (K, H, W) far larger than memory (``configs/mosaic.yaml``):
+
+1. opens it lazily (:func:`scripts.io.mosaic.open_lazily`; a stack that cannot be read in parts
+   and does not fit in ``memory_gib`` is refused in one line naming the file);
+2. checks the spectral axis and finds the intensity scale from a subsample of pixels (a grid of
+   up to ``sample_px``² pixels, all frames): the same checks and the same robust percentiles as
+   the whole-stack preprocessing (``SpectralResample``, ``NormalizeSpectralIntensity``);
+3. cuts the field into square tiles of ``tile_px`` (the largest a ``memory_gib`` budget allows
+   when not given); for each tile it reads the region covered by **every sliding window that
+   touches the tile** — the windows MONAI's sliding window places on the whole field
+   (:func:`scripts.engine.inferers.window_starts`) — and runs the same sliding window on that
+   region. MONAI places the same windows on the region as on the whole field there, with the same
+   Gaussian weights, so the tile's logits are those of the whole field: no seam, and no margin to
+   tune (the margin is whatever the windows need: up to one window on each side);
+4. writes each tile of the label map as it is done into a tiled TIFF (:func:`write_label_tiles`,
+   atomic), then a row of ``summary.csv`` (as :class:`~scripts.engine.segmentation_writer.SegmentationWriter`).
+
+Peak memory ≈ the process and the network's activations for one batch of windows + one region
+(about ``4 × (K + 5 × 64 + 8)`` bytes per region pixel during preprocessing and inference)
++ 6 bytes per field pixel for the summary's object counts at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scripts.engine.inferers import FieldSlidingWindowInferer, window_starts
+from scripts.engine.progress import ProgressLogger
+from scripts.engine.segmentation_writer import SUMMARY_FIELDS, label_statistics
+from scripts.io.errors import HSRSInputError, HSRSOptionError
+from scripts.io.formats import stack_stem
+from scripts.io.mosaic import GIB, LazyStack, open_lazily, write_label_tiles
+from scripts.io.tables import update_table
+from scripts.io.writer import check_writable
+from scripts.spectra.calibration import check_axis
+from scripts.transforms.array import NormalizeSpectralIntensity, SpectralResample
+
+logger = logging.getLogger(__name__)
+
+#: network activations per window pixel of one batch (HybridUNet, float32, CPU: measured ~340 MiB for 2 × 256²)
+ACTIVATION_BYTES_PER_WINDOW_PX = 2800
+
+
+def process_rss_bytes() -> int:
+    """This process's resident memory now (Linux ``/proc/self/status``; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A core tile ``[y0, y1) × [x0, x1)`` of the label map and the region ``[ry0, ry1) × [rx0, rx1)`` it is inferred on."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+    ry0: int
+    ry1: int
+    rx0: int
+    rx1: int
+
+    @property
+    def region_px(self) -> int:
+        return (self.ry1 - self.ry0) * (self.rx1 - self.rx0)
+
+
+def _region(a: int, b: int, starts: Sequence[int], roi: int, size: int) -> tuple[int, int]:
+    touching = [s for s in starts if s < b and s + roi > a]
+    return min(touching), min(max(touching) + roi, size)
+
+
+def plan_tiles(field: tuple[int, int], tile: int, roi: Sequence[int], overlap: float) -> list[Tile]:
+    """Row-major tiles of ``tile`` px over ``field`` (H, W), each with the region of the windows touching it."""
+    tiles = []
+    (h, w), (rh, rw) = field, (min(int(roi[0]), field[0]), min(int(roi[1]), field[1]))
+    ys, xs = window_starts(h, rh, overlap), window_starts(w, rw, overlap)
+    for y0 in range(0, h, tile):
+        ry = _region(y0, min(y0 + tile, h), ys, rh, h)
+        for x0 in range(0, w, tile):
+            rx = _region(x0, min(x0 + tile, w), xs, rw, w)
+            tiles.append(Tile(y0, min(y0 + tile, h), x0, min(x0 + tile, w), *ry, *rx))
+    return tiles
+
+
+class MosaicSegmenter:
+    """Segment stacks of any size within ``memory_gib`` (see the module docstring); ``run`` over a datalist.
+
+    Args:
+        network: the segmentation network (weights loaded by ``weights_loader`` when given).
+        inferer: the inference sliding window (``inferer`` of ``inference.yaml``).
+        output_dir: where ``<stem>.tif`` label maps and ``summary.csv`` go.
+        memory_gib: the memory setting: peak resident memory of the process stays below it.
+        tile_px: tile side (multiple of 16); default: the largest that ``memory_gib`` allows.
+        min_frames, axis_check: as in ``inference.yaml``.
+        sample_px: the subsample grid for the axis check and the intensity scale (``sample_px``² pixels).
+        weights_loader: ``handlers#0`` of ``inference.yaml`` (MONAI ``CheckpointLoader``), or None.
+        summary_csv: the summary table (rows of other stacks are kept).
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        inferer: FieldSlidingWindowInferer,
+        output_dir: str | Path,
+        memory_gib: float = 4.0,
+        tile_px: int | None = None,
+        min_frames: int = 16,
+        axis_check: str = "warn",
+        sample_px: int = 256,
+        weights_loader=None,
+        summary_csv: str = "summary.csv",
+    ):
+        self.network, self.inferer = network, inferer
+        self.output_dir = check_writable(output_dir)
+        if not float(memory_gib) > 0:
+            raise HSRSOptionError(f"memory_gib must be a positive number of GiB, got {memory_gib!r}.")
+        self.memory_bytes = float(memory_gib) * GIB
+        if tile_px is not None and (int(tile_px) <= 0 or int(tile_px) % 16):
+            raise HSRSOptionError(f"tile_px must be a positive multiple of 16, got {tile_px!r}.")
+        self.tile_px = None if tile_px is None else int(tile_px)
+        self.min_frames, self.axis_check, self.sample_px = int(min_frames), axis_check, int(sample_px)
+        self.weights_loader, self.summary_csv = weights_loader, summary_csv
+        self.resample = SpectralResample(min_frames=self.min_frames)
+        self.normalize = NormalizeSpectralIntensity()
+        self._weights_loaded = False
+
+    # ------------------------------------------------------------------------------------------ planning
+    def bytes_per_region_px(self, frames: int) -> int:
+        """Working memory per pixel of a region: the raw frames, resampling and normalising (64 frames, a few
+        temporaries) and the sliding window's logits, weights and count map."""
+        target = int(self.resample.target.size)
+        return 4 * (frames + 5 * target + 8)
+
+    def fixed_bytes(self) -> int:
+        """Memory that does not depend on the tile: this process now + one batch of windows through the network."""
+        roi = self.inferer.max_roi_size
+        window_px = int(np.prod(roi)) * int(self.inferer.sw_batch_size)
+        return process_rss_bytes() + ACTIVATION_BYTES_PER_WINDOW_PX * window_px
+
+    def choose_tile(self, lazy: LazyStack) -> int:
+        """The largest tile (multiple of 16) whose region fits in ``memory_gib``; the setting is refused when
+        not even one window fits."""
+        k, h, w = lazy.shape
+        overlap = float(np.atleast_1d(self.inferer.overlap)[0])
+        roi = self.inferer.max_roi_size
+        per_px, budget = self.bytes_per_region_px(k), self.memory_bytes - self.fixed_bytes()
+        if not lazy.partial:
+            budget -= lazy.nbytes_float32  # read whole once and kept while its tiles are segmented
+        if self.tile_px is not None:
+            return self.tile_px
+        best = None
+        for tile in range(16, max(h, w) + 16, 16):
+            tiles = plan_tiles((h, w), tile, roi, overlap)
+            if max(t.region_px for t in tiles) * per_px > budget:
+                break
+            best = tile
+            if tile >= max(h, w):
+                break
+        if best is None:
+            need = (self.fixed_bytes() + per_px * (2 * roi[0]) * (2 * roi[1])) / GIB
+            raise HSRSOptionError(
+                f"{lazy.path}: memory_gib={self.memory_bytes / GIB:g} is too small for windows of "
+                f"{roi[0]}×{roi[1]} px of a {k}-frame stack (this process already holds "
+                f"{process_rss_bytes() / GIB:.2f} GiB); give --memory_gib {math.ceil(need * 2) / 2:g} or more, or a "
+                "smaller --roi_size."
+            )
+        return best
+
+    # ------------------------------------------------------------------------------------------ one stack
+    def _sample(self, lazy: LazyStack) -> np.ndarray:
+        _, h, w = lazy.shape
+        ys = np.unique(np.linspace(0, h - 1, min(h, self.sample_px)).round().astype(int))
+        xs = np.unique(np.linspace(0, w - 1, min(w, self.sample_px)).round().astype(int))
+        return lazy.points(ys, xs)  # (K, ny, nx)
+
+    def _preprocess(self, raw: np.ndarray, wavenumbers: np.ndarray, lo: float, hi: float) -> torch.Tensor:
+        img = self.resample(torch.from_numpy(raw), wavenumbers)
+        img = torch.as_tensor(img)
+        img.sub_(lo).div_(hi - lo)
+        return img
+
+    def _scale(self, lazy: LazyStack, sample: np.ndarray, wavenumbers: np.ndarray) -> tuple[float, float]:
+        resampled = torch.as_tensor(self.resample(torch.from_numpy(sample), wavenumbers))
+        lo, hi = (float(v) for v in np.percentile(resampled.numpy(), [self.normalize.lower, self.normalize.upper]))
+        if not hi - lo > 1e-8 * max(abs(hi), abs(lo), 1.0):
+            raise HSRSInputError(
+                f"{lazy.path}: intensities are constant ({lo:g}) between the {self.normalize.lower:g}th and "
+                f"{self.normalize.upper:g}th percentiles; the stack holds no image to segment."
+            )
+        return lo, hi
+
+    def _load_weights(self) -> None:
+        if self.weights_loader is not None and not self._weights_loaded:
+            from ignite.engine import Engine
+
+            self.weights_loader(Engine(lambda engine, batch: None))
+        self._weights_loaded = True
+        self.network.eval()
+
+    def segment(self, path: str | Path) -> dict:
+        """Segment one stack into ``<stem>.tif`` and its ``summary.csv`` row; returns the row."""
+        self._load_weights()
+        path = Path(path)
+        started = time.perf_counter()
+        lazy = open_lazily(path, self.memory_bytes - self.fixed_bytes())
+        k, h, w = lazy.shape
+        if k < self.min_frames:
+            raise HSRSInputError(f"{path}: the stack has {k} frames; at least {self.min_frames} are needed.")
+        sample = self._sample(lazy)
+        if not np.any(sample):
+            raise HSRSInputError(f"{path}: every sampled pixel is 0; the acquisition is empty or the wrong file.")
+        check = check_axis(sample, lazy.wavenumbers, self.axis_check, source=str(path))
+        logger.log(check.level, "%s", check.message)
+        wavenumbers = np.asarray(check.wavenumbers, dtype=float)
+        lo, hi = self._scale(lazy, sample, wavenumbers)
+        finite = np.where(np.isfinite(sample), sample, np.nan).reshape(k, -1)
+        self._frame_medians = np.nan_to_num(np.nanmedian(finite, axis=1)).astype(np.float32)  # NaN/Inf repair
+        del sample, finite
+        tile = self.choose_tile(lazy)
+        overlap = float(np.atleast_1d(self.inferer.overlap)[0])
+        tiles = plan_tiles((h, w), tile, self.inferer.max_roi_size, overlap)
+        logger.info(
+            "%s: %d×%d px × %d frames in %d tile(s) of %d px (regions up to %d×%d px) within memory_gib=%g",
+            path.name,
+            h,
+            w,
+            k,
+            len(tiles),
+            tile,
+            max(t.ry1 - t.ry0 for t in tiles),
+            max(t.rx1 - t.rx0 for t in tiles),
+            self.memory_bytes / GIB,
+        )
+        progress = ProgressLogger(total=len(tiles), unit="tile", name=f"{path.name}")
+        progress.started()
+        progress.epoch_started(None)
+
+        def label_tiles() -> Iterator[np.ndarray]:
+            for t in tiles:
+                yield self._segment_tile(lazy, t, tile, wavenumbers, lo, hi)
+                progress.iteration_completed(None)
+
+        stem = stack_stem(path)
+        out = write_label_tiles(self.output_dir / f"{stem}.tif", (h, w), tile, label_tiles(), lazy.pixel_size_um)
+        lazy._whole = None
+        row = self._summary(out, path, stem, (h, w), lazy.pixel_size_um, check.flag)
+        logger.info("%s: segmented in %.1f s -> %s", path.name, time.perf_counter() - started, out)
+        return row
+
+    @torch.inference_mode()
+    def _segment_tile(
+        self, lazy: LazyStack, t: Tile, tile: int, wavenumbers: np.ndarray, lo: float, hi: float
+    ) -> np.ndarray:
+        raw = lazy.region(t.ry0, t.ry1, t.rx0, t.rx1)
+        bad = ~np.isfinite(raw)
+        if bad.any():  # as the reader's nan_policy="repair": the frame's median (of the subsample)
+            raw[bad] = np.broadcast_to(self._frame_medians[:, None, None], raw.shape)[bad]
+        del bad
+        img = self._preprocess(raw, wavenumbers, lo, hi)
+        del raw
+        logits = self.inferer(img[None], self.network)
+        del img
+        core = logits[0, :, t.y0 - t.ry0 : t.y1 - t.ry0, t.x0 - t.rx0 : t.x1 - t.rx0].argmax(0)
+        del logits
+        out = np.zeros((tile, tile), np.uint8)
+        out[: t.y1 - t.y0, : t.x1 - t.x0] = core.to(torch.uint8).cpu().numpy()
+        return out
+
+    def _summary(
+        self, label_file: Path, source: Path, stem: str, field: tuple[int, int], pixel: float | None, axis_flag: str
+    ) -> dict:
+        import tifffile
+
+        labels = tifffile.imread(str(label_file))
+        stats = label_statistics(labels)
+        del labels
+        row = {"stem": stem, "image": str(source), "height": field[0], "width": field[1], "pixel_size_um": pixel or ""}
+        row.update(stats)
+        row["nucleus_area_um2"] = round(stats["nucleus_area_px"] * pixel**2, 3) if pixel else ""
+        row["lipid_droplet_area_um2"] = round(stats["lipid_droplet_area_px"] * pixel**2, 3) if pixel else ""
+        row["axis_check"], row["error"] = axis_flag, ""
+        if self.summary_csv:
+            update_table(self.output_dir / self.summary_csv, [row], SUMMARY_FIELDS)
+        return row
+
+    def run(self, datalist: Sequence[dict]) -> list[dict]:
+        """Segment every stack of ``datalist`` (``[{"image": path}, ...]``); returns their summary rows."""
+        return [self.segment(item["image"]) for item in datalist]

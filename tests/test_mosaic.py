@@ -1,0 +1,154 @@
+"""Mosaics in bounded memory: lazy regions, tiles that agree with the whole field, a label map written tile by tile."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from scripts.engine.inferers import FieldSlidingWindowInferer
+from scripts.engine.mosaic import MosaicSegmenter, plan_tiles
+from scripts.io.errors import HSRSOptionError
+from scripts.io.mosaic import MosaicTooLargeError, open_lazily, write_label_tiles
+from scripts.io.reader import read_hsrs
+from scripts.io.writer import write_stack
+from scripts.networks import HybridUNet
+from scripts.transforms.array import NormalizeSpectralIntensity, SpectralResample
+
+from tests.conftest import CONFIGS, workflow
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: the small windows here run faster so on a shared CPU than with several."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def mosaic_file(tmp_path_factory):
+    from scripts.simulation.phantom import simulate_phantom
+
+    folder = tmp_path_factory.mktemp("mosaic") / "images"
+    folder.mkdir()
+    ph = simulate_phantom(0, 144, 112)
+    write_stack(folder / "field.tif", ph.stack, ph.wavenumbers, 0.25)
+    return folder / "field.tif"
+
+
+def _segmenter(out, **kwargs):
+    torch.manual_seed(0)
+    net = HybridUNet(out_channels=3, features=[4, 8, 16, 32, 32])
+    inferer = FieldSlidingWindowInferer(roi_size=[32, 32], sw_batch_size=2, overlap=0.25, mode="gaussian")
+    return MosaicSegmenter(net, inferer, out, **kwargs), net, inferer
+
+
+@pytest.mark.parametrize("suffix", ["tif", "npy", "nii", "nii.gz"])
+def test_a_region_read_lazily_is_the_stack_s(tmp_path, suffix):
+    stack = np.random.default_rng(1).random((20, 50, 60)).astype(np.float32) + 1
+    write_stack(tmp_path / f"s.{suffix}", stack, np.linspace(2800, 3050, 20), 0.3)
+    lazy = open_lazily(tmp_path / f"s.{suffix}")
+    assert lazy.partial is (suffix != "nii.gz")  # compressed NIfTI cannot be read in parts
+    assert np.array_equal(lazy.region(5, 20, 7, 40), stack[:, 5:20, 7:40])
+    assert np.array_equal(lazy.points(np.array([0, 9, 49]), np.array([3, 59])), stack[:, [0, 9, 49]][:, :, [3, 59]])
+    assert lazy.wavenumbers is not None
+
+
+def test_a_compressed_stack_larger_than_the_memory_setting_is_refused_naming_the_file(tmp_path):
+    stack = np.random.default_rng(1).random((20, 64, 64)).astype(np.float32)
+    write_stack(tmp_path / "big.nii.gz", stack, np.linspace(2800, 3050, 20))
+    with pytest.raises(MosaicTooLargeError) as e:
+        open_lazily(tmp_path / "big.nii.gz", memory_bytes=100_000)
+    message = str(e.value)
+    assert str(tmp_path / "big.nii.gz") in message
+    assert "cannot be read in parts" in message
+    assert "\n" not in message
+
+
+def test_label_map_written_tile_by_tile_reads_back_exactly(tmp_path):
+    labels = np.random.default_rng(0).integers(0, 3, (100, 70)).astype(np.uint8)
+
+    def tiles():
+        for y in range(0, 100, 32):
+            for x in range(0, 70, 32):
+                t = np.zeros((32, 32), np.uint8)
+                part = labels[y : y + 32, x : x + 32]
+                t[: part.shape[0], : part.shape[1]] = part
+                yield t
+
+    write_label_tiles(tmp_path / "l.tif", (100, 70), 32, tiles(), 0.25)
+    back, meta = read_hsrs(tmp_path / "l.tif")
+    assert np.array_equal(back[0], labels)
+    assert meta["pixel_size_um"] == 0.25
+
+
+def test_every_tile_s_region_holds_every_window_that_touches_it():
+    tiles = plan_tiles((200, 168), 48, (32, 32), 0.25)
+    assert len(tiles) == 5 * 4
+    covered = np.zeros((200, 168), int)
+    for t in tiles:
+        covered[t.y0 : t.y1, t.x0 : t.x1] += 1
+        assert min(t.y0 - t.ry0, t.x0 - t.rx0, t.ry1 - t.y1, t.rx1 - t.x1) >= 0  # the region holds the tile
+        assert max(t.ry1 - t.ry0, t.rx1 - t.rx0) <= 48 + 2 * 32  # the tile and at most a window on each side
+    assert (covered == 1).all()
+
+
+def test_tiled_and_whole_field_agree(mosaic_file, tmp_path, capsys):
+    whole, _, _ = _segmenter(tmp_path / "whole")
+    tiled, net, inferer = _segmenter(tmp_path / "tiled", tile_px=48)
+    a = read_hsrs(whole.output_dir / f"{whole.segment(mosaic_file)['stem']}.tif")[0][0]
+    b = read_hsrs(tiled.output_dir / f"{tiled.segment(mosaic_file)['stem']}.tif")[0][0]
+    agree = float((a == b).mean())
+    print(f"tiled (48 px tiles) vs whole field: {100 * agree:.3f} % of pixels agree")
+    assert agree >= 0.999
+    # and the mosaic path segments as the ordinary inference preprocessing + sliding window does
+    stack, meta = read_hsrs(mosaic_file)
+    img = NormalizeSpectralIntensity()(SpectralResample()(torch.from_numpy(stack), meta["wavenumbers"]))
+    with torch.inference_mode():
+        ordinary = inferer(torch.as_tensor(img)[None], net.eval())[0].argmax(0).numpy()
+    agree = float((ordinary == a).mean())
+    print(f"mosaic path vs ordinary inference: {100 * agree:.3f} % of pixels agree")
+    assert agree >= 0.999
+
+
+def test_the_tile_fits_the_memory_setting_and_a_setting_too_small_is_refused(mosaic_file, tmp_path):
+    lazy = open_lazily(mosaic_file)
+    seg, _, _ = _segmenter(tmp_path, memory_gib=1.0)
+    fixed = seg.fixed_bytes()
+    seg.memory_bytes = fixed + 64 * 64 * seg.bytes_per_region_px(lazy.shape[0])  # room for a 64×64 region
+    tile = seg.choose_tile(lazy)
+    regions = [t.region_px for t in plan_tiles((144, 112), tile, (32, 32), 0.25)]
+    assert max(regions) * seg.bytes_per_region_px(lazy.shape[0]) <= seg.memory_bytes - fixed
+    assert 16 <= tile < 64
+    seg.memory_bytes = fixed + 100
+    with pytest.raises(HSRSOptionError, match=r"memory_gib=.* is too small .* give --memory_gib"):
+        seg.choose_tile(lazy)
+
+
+def test_mosaic_config_writes_a_tiled_label_map_and_summary_row_and_resumes(mosaic_file, tmp_path):
+    override = {"handlers#0#_disabled_": True, "network_def#features": [4, 8, 16, 32, 32], "roi_size": [32, 32]}
+    configs = [str(CONFIGS / "inference.yaml"), str(CONFIGS / "mosaic.yaml")]
+    wf = workflow(
+        configs, "infer", dataset_dir=str(mosaic_file.parent), output_dir=str(tmp_path), tile_px=64, **override
+    )
+    wf.run()
+    labels, _ = read_hsrs(tmp_path / "field.tif")
+    assert labels.shape == (1, 144, 112)
+    rows = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert [(r["stem"], r["height"], r["width"], r["error"]) for r in rows] == [("field", "144", "112", "")]
+    assert int(rows[0]["nucleus_area_px"]) == int((labels == 1).sum())
+    mtime = (tmp_path / "field.tif").stat().st_mtime_ns
+    wf = workflow(
+        configs, "infer", dataset_dir=str(mosaic_file.parent), output_dir=str(tmp_path), resume=True, **override
+    )
+    assert wf.parser.get_parsed_content("stacks") == []  # complete: a rerun with resume rewrites nothing
+    wf.run()
+    assert (tmp_path / "field.tif").stat().st_mtime_ns == mtime
+
+
+def test_mosaic_memory_setting_must_be_positive(tmp_path):
+    with pytest.raises(HSRSOptionError, match="memory_gib"):
+        _segmenter(tmp_path, memory_gib=0)
