@@ -357,6 +357,9 @@ def test_inference_finds_the_frame_order_and_segments_a_partial_window(tmp_path,
             tifffile.imwrite(tmp_path / "in" / name / f"frame_{k + 1}.tif", frame)
     partial = simulate_phantom(np.random.default_rng([4242, 1]), 128, 128, wavenumbers=np.linspace(2814, 2993, 100))
     write_stack(tmp_path / "in" / "partial.nii.gz", partial.stack, partial.wavenumbers)
+    full = simulate_phantom(np.random.default_rng([4242, 1]), 128, 128)  # the same field over 2800–3050 cm⁻¹
+    assert np.array_equal(full.labels, partial.labels)
+    write_stack(tmp_path / "in" / "full.nii.gz", full.stack, full.wavenumbers)
     workflow(
         str(CONFIGS / "inference.yaml"), "infer", dataset_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "o")
     ).run()
@@ -374,8 +377,12 @@ def test_inference_finds_the_frame_order_and_segments_a_partial_window(tmp_path,
     assert summary["partial"]["axis_check"] == "ok"
     labels, _ = read_hsrs(tmp_path / "o" / "partial.tif")
     scores = dice_per_class(labels[0], partial.labels)
+    reference = dice_per_class(read_hsrs(tmp_path / "o" / "full.tif")[0][0], full.labels)
     assert scores["nucleus"] > 0.9
-    assert scores["lipid_droplet"] > 0.8
+    assert scores["lipid_droplet"] > 0.7
+    # the partial window costs little against the full window on the same field (docs/results.md, axis section)
+    for cls in ("nucleus", "lipid_droplet"):
+        assert scores[cls] >= reference[cls] - 0.05, (cls, scores[cls], reference[cls])
 
 
 def test_inference_refuses_stored_wavenumbers_30_off_with_axis_check_refuse(tmp_path):
