@@ -19,6 +19,8 @@ import os
 import sys
 import time
 
+from scripts.engine.batch import rank_and_world_size
+
 logger = logging.getLogger(__name__)
 
 
@@ -71,8 +73,6 @@ class ProgressLogger:
         self.epoch_start = self.last_iteration = None
         prefix = ""
         try:
-            from scripts.engine.batch import rank_and_world_size
-
             rank, world = rank_and_world_size()
             prefix = f"process {rank + 1} of {world}: " if world > 1 else ""
         except Exception:  # pragma: no cover - progress must never stop a run
