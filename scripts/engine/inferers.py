@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 from monai.inferers import SlidingWindowInferer
-from scripts.engine.progress import interactive
+from scripts.engine import progress as progress_lines
 from scripts.io.errors import HSRSInputError, HSRSOptionError
 
 
@@ -71,7 +71,7 @@ class FieldSlidingWindowInferer(SlidingWindowInferer):
         tiny = any(2 * s <= r for r, s in zip(self.roi_size, field, strict=True))
         self.padding_mode = "replicate" if tiny else self.field_padding_mode
         if self.show_progress == "auto":
-            self.progress = interactive() and self.num_windows(field) >= self.progress_min_windows
+            self.progress = progress_lines.interactive() and self.num_windows(field) >= self.progress_min_windows
         else:
             self.progress = bool(self.show_progress)
         return super().__call__(inputs, network, *args, **kwargs)
