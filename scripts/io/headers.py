@@ -14,7 +14,6 @@ a 2-D file (H, W), whatever the axis order on disk.
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import re
 import struct
@@ -23,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 from scripts.io.errors import HSRSInputError
-from scripts.io.formats import NIFTI_EXTENSION_CODE, TIFF_SUFFIXES, stack_format
-from scripts.io.sidecar import read_sidecar
+from scripts.io.formats import TIFF_SUFFIXES, stack_format
+from scripts.io.sidecar import read_nifti_extension, read_sidecar
 
 
 @dataclass(frozen=True)
@@ -92,16 +91,7 @@ def _nifti_header(path: Path) -> tuple[tuple[int, ...], np.dtype, np.ndarray | N
         )
     if len(shape) == 4 and shape[2] == 1:  # (X, Y, 1, K): 2-D image with frames along the 4th axis
         shape = (shape[0], shape[1], shape[3])
-    wavenumbers = None
-    for ext in img.header.extensions:
-        if ext.get_code() != NIFTI_EXTENSION_CODE:
-            continue
-        try:
-            content = json.loads(ext.get_content().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            continue  # a foreign comment extension, not ours
-        if isinstance(content, dict) and "wavenumbers" in content:
-            wavenumbers = np.asarray(content["wavenumbers"], dtype=np.float64)
+    wavenumbers, _ = read_nifti_extension(img.header)
     # NIfTI's first axis is x (columns): (X, Y[, Z]) -> (H, W) / (K, H, W)
     if len(shape) == 2:
         shape = (shape[1], shape[0])

@@ -38,7 +38,6 @@ another reader.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -48,9 +47,9 @@ from typing import Any
 import numpy as np
 from monai.data import ImageReader
 from monai.utils import ensure_tuple
-from scripts.io.formats import NIFTI_EXTENSION_CODE, TIFF_SUFFIXES, HSRSInputError, stack_format
+from scripts.io.formats import TIFF_SUFFIXES, HSRSInputError, stack_format
 from scripts.io.orientation import monai_affine, to_monai_xy
-from scripts.io.sidecar import read_sidecar
+from scripts.io.sidecar import read_nifti_extension, read_sidecar
 from scripts.spectra.axis import CANONICAL_RANGE, validate_wavenumbers
 from scripts.spectra.calibration import AXIS_CHECK_MODES, DEFAULT_TOLERANCE, check_axis
 
@@ -68,17 +67,7 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict]:
     arr = np.asarray(img.dataobj)
     if arr.ndim == 4 and arr.shape[2] == 1:  # (X, Y, 1, K): 2-D image with frames along the 4th axis
         arr = arr[:, :, 0, :]
-    wavenumbers, extra = None, {}
-    for ext in img.header.extensions:
-        if ext.get_code() != NIFTI_EXTENSION_CODE:
-            continue
-        try:
-            content = json.loads(ext.get_content().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            continue  # a foreign comment extension, not ours
-        if isinstance(content, dict) and "wavenumbers" in content:
-            wavenumbers = np.asarray(content["wavenumbers"], dtype=np.float64)
-            extra = {k: v for k, v in content.items() if k != "wavenumbers"}
+    wavenumbers, extra = read_nifti_extension(img.header)
     zooms = img.header.get_zooms()
     if "pixel_size_um" not in extra and len(zooms) >= 2 and zooms[0] > 0 and img.header.get_xyzt_units()[0] == "micron":
         extra["pixel_size_um"] = float(zooms[0])

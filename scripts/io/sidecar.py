@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from scripts.io.atomic import atomic_path
 from scripts.io.errors import HSRSInputError
-from scripts.io.formats import stack_stem
+from scripts.io.formats import NIFTI_EXTENSION_CODE, stack_stem
 
 SIDECAR_KEY = "wavenumbers"
 
@@ -63,3 +63,22 @@ def write_sidecar(stack_path: str | Path, wavenumbers: np.ndarray, extra: dict |
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(content, indent=1) + "\n")
     return path
+
+
+def read_nifti_extension(header) -> tuple[np.ndarray | None, dict]:
+    """Wavenumbers and further metadata from the bundle's JSON extension of a NIfTI header.
+
+    Returns ``(wavenumbers or None, other keys)``; foreign extensions (other codes, or a comment
+    that is not our JSON) are skipped.
+    """
+    for ext in header.extensions:
+        if ext.get_code() != NIFTI_EXTENSION_CODE:
+            continue
+        try:
+            content = json.loads(ext.get_content().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue  # a foreign comment extension, not ours
+        if isinstance(content, dict) and "wavenumbers" in content:
+            extra = {k: v for k, v in content.items() if k != "wavenumbers"}
+            return np.asarray(content["wavenumbers"], dtype=np.float64), extra
+    return None, {}
