@@ -27,20 +27,11 @@ import numpy as np
 from scripts.cells.instances import CellInstances
 from scripts.cells.measure import CellMeasurement
 from scripts.cells.overlay import overlay_png
-from scripts.io.instance_maps import INSTANCE_KINDS
+from scripts.io.instance_maps import INSTANCE_KINDS, checked_pixel_size
 from scripts.io.instance_maps import write_instance_tiff as write_instance_maps
 from scripts.io.writer import atomic_path
 
 logger = logging.getLogger(__name__)
-
-
-def _checked_pixel_size(pixel_size_um) -> float | None:
-    if pixel_size_um is None:
-        return None
-    px = float(pixel_size_um)
-    if not math.isfinite(px) or px <= 0:
-        raise ValueError(f"pixel_size_um must be a positive number of µm per pixel or None, got {pixel_size_um!r}.")
-    return px
 
 
 def _instance_arrays(instances: CellInstances) -> list[np.ndarray]:
@@ -69,7 +60,7 @@ def write_instance_tiff(path: str | Path, instances: CellInstances, pixel_size_u
     return write_instance_maps(
         path,
         instances.maps(),
-        _checked_pixel_size(pixel_size_um),
+        checked_pixel_size(pixel_size_um),
         droplet_cell=instances.droplet_cell,
         has_nucleus=instances.has_nucleus,
     )
@@ -88,7 +79,7 @@ def write_instance_nifti(stem: str | Path, instances: CellInstances, pixel_size_
     """
     import nibabel as nib
 
-    px = _checked_pixel_size(pixel_size_um)
+    px = checked_pixel_size(pixel_size_um)
     stem = Path(stem)
     written = []
     for kind, array in zip(INSTANCE_KINDS, _instance_arrays(instances), strict=True):
@@ -111,7 +102,7 @@ def write_overlay_png(
     title: str | None = None,
 ) -> Path:
     """Write the overlay PNG (:func:`scripts.cells.overlay.overlay_png`)."""
-    content = overlay_png(mean_image, instances, _checked_pixel_size(pixel_size_um), title)
+    content = overlay_png(mean_image, instances, checked_pixel_size(pixel_size_um), title)
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(content)

@@ -27,7 +27,8 @@ from scripts.io.atomic import atomic_path
 INSTANCE_KINDS = ("cells", "nuclei", "lipid_droplets")
 
 
-def _checked_pixel_size(pixel_size_um) -> float | None:
+def checked_pixel_size(pixel_size_um) -> float | None:
+    """``pixel_size_um`` as a positive float (µm per pixel), None kept; anything else is a ValueError."""
     if pixel_size_um is None:
         return None
     px = float(pixel_size_um)
@@ -57,7 +58,7 @@ def write_instance_tiff(
     """
     import tifffile
 
-    px = _checked_pixel_size(pixel_size_um)
+    px = checked_pixel_size(pixel_size_um)
     missing = [k for k in INSTANCE_KINDS if k not in maps]
     if missing:
         raise ValueError(f"{path}: instance maps {missing} are missing; give all of {list(INSTANCE_KINDS)}.")
