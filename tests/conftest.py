@@ -33,6 +33,36 @@ def raises_with(excinfo, pattern: str) -> None:
     raise AssertionError(f"no exception in the chain matches {pattern!r}:\n" + "\n".join(messages))
 
 
+def torchrun_bundle(configs: list[str], *args: str, nproc: int = 2):
+    """``python -m torch.distributed.run --standalone --nproc_per_node=N -m monai.bundle run`` on CPU
+    (gloo, one thread per process) with the bundle's metadata and root; asserts success."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        "['" + "','".join(configs) + "']",
+        "--meta_file",
+        META,
+        "--bundle_root",
+        str(REPO),
+        *args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 def workflow(config, workflow_type, **override) -> ConfigWorkflow:
     wf = ConfigWorkflow(
         config_file=config, meta_file=META, workflow_type=workflow_type, bundle_root=str(REPO), **override

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import csv
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from scripts.engine.batch import pending_stacks, rank_share
 from scripts.engine.segmentation_writer import SegmentationWriter
 from scripts.io.tables import update_table
 
-from tests.conftest import CONFIGS, META, REPO
+from tests.conftest import CONFIGS, torchrun_bundle
 
 
 @pytest.mark.parametrize(("stacks", "processes"), [(5, 2), (7, 3), (1, 3), (4, 4)])
@@ -50,21 +48,8 @@ def test_resume_leaves_out_only_stacks_whose_outputs_are_all_there(tmp_path):
 
 
 def _torchrun(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        "['" + "','".join([str(CONFIGS / "inference.yaml"), str(CONFIGS / "multi_gpu_inference.yaml")]) + "']",
-        "--meta_file",
-        META,
-        "--bundle_root",
-        str(REPO),
+    return torchrun_bundle(
+        [str(CONFIGS / "inference.yaml"), str(CONFIGS / "multi_gpu_inference.yaml")],
         "--dataset_dir",
         str(data),
         "--output_dir",
@@ -74,11 +59,7 @@ def _torchrun(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess
         "--network_def#features",
         "[4, 8, 16, 32, 32]",
         *extra,
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    )
 
 
 def _written(log: str) -> list[str]:

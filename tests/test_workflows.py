@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from monai.bundle import ConfigWorkflow
 from scripts.io.reader import read_hsrs
 from scripts.io.writer import write_label_map
 
-from tests.conftest import CONFIGS, EVALUATE, META, NET, REPO, TINY, TRAIN, raises_with, workflow
+from tests.conftest import CONFIGS, EVALUATE, META, NET, REPO, TINY, TRAIN, raises_with, torchrun_bundle, workflow
 
 
 def test_train_writes_best_model_and_resumable_checkpoint(trained):
@@ -258,21 +257,8 @@ def test_multi_process_training_with_torchrun_on_cpu(tmp_path):
     data = tmp_path / "data"
     simulate_dataset(data, num=6, seed=5, height=64, width=64)  # 1 validation stack for 2 ranks
     assert len(json.loads((data / "datalist.json").read_text())["validation"]) == 1
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "monai.bundle",
-        "run",
-        "--config_file",
-        "['" + "','".join([str(TRAIN), str(CONFIGS / "multi_gpu_train.yaml")]) + "']",
-        "--meta_file",
-        META,
-        "--bundle_root",
-        str(REPO),
+    torchrun_bundle(
+        [str(TRAIN), str(CONFIGS / "multi_gpu_train.yaml")],
         "--dataset_dir",
         str(data),
         "--output_dir",
@@ -291,10 +277,7 @@ def test_multi_process_training_with_torchrun_on_cpu(tmp_path):
         "1",
         "--network_def#features",
         "[4, 8, 16, 32, 32]",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    )
     assert (tmp_path / "models" / "model.pt").is_file()
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["checkpoint_epoch=1.pt"]
 
