@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from scripts.cells.readout import CellReadout
-from scripts.engine.segmentation_writer import _as_label_map
+from scripts.engine.segmentation_writer import as_label_map
 from scripts.io.formats import stack_stem
 from scripts.io.orientation import to_row_major
 from scripts.spectra.axis import CANONICAL_WAVENUMBERS
@@ -91,7 +91,7 @@ class CellReadoutHandler:
         )
         stem = stack_stem(source)
         stack = np.ascontiguousarray(to_row_major(_as_numpy(image)))
-        labels = _as_label_map(pred)
+        labels = as_label_map(pred)
         try:
             wavenumbers = stack_wavenumbers(meta, stack.shape[0], source)
             return self.readout(stem, stack, wavenumbers, labels, meta.get("pixel_size_um"))

@@ -70,7 +70,7 @@ def label_statistics(labels: np.ndarray) -> dict[str, float]:
     }
 
 
-def _as_label_map(pred: Any) -> np.ndarray:
+def as_label_map(pred: Any) -> np.ndarray:
     """A pipeline's (1, X, Y) label map, or (C, X, Y) one-hot / probabilities, as a row-major (H, W) uint8 map."""
     arr = pred.detach().cpu().numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)
     if arr.ndim == 3 and arr.shape[0] > 1:  # one-hot or probabilities (C, X, Y)
@@ -133,13 +133,13 @@ class SegmentationWriter:
             meta = image.meta
         source = str(meta.get("filename_or_obj", f"image_{len(self.rows)}"))
         stem = stack_stem(source)
-        labels = _as_label_map(pred)
+        labels = as_label_map(pred)
         pixel = meta.get("pixel_size_um")
         pixel = float(pixel) if pixel is not None and np.isfinite(float(pixel)) else None
         if self.formats:
             write_label_map(self.output_dir / stem, labels, formats=self.formats, pixel_size_um=pixel)
         if self.overlays and image is not None:
-            truth = _as_label_map(item[self.label_key]) if self.label_key and self.label_key in item else None
+            truth = as_label_map(item[self.label_key]) if self.label_key and self.label_key in item else None
             stack = to_row_major(image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image))
             save_png(self.output_dir / f"{stem}_overlay.png", overlay_rgb(stack, labels, truth))
         stats = label_statistics(labels)
