@@ -39,6 +39,18 @@ def test_a_truncated_file_is_found_from_its_header(tmp_path, suffix):
         read_header(path)
 
 
+def test_a_complete_gzipped_nifti_is_checked_from_its_trailer_without_decompressing(tmp_path, monkeypatch):
+    # the bundle's NIfTI files carry a JSON extension: the data start after it, not at the header's vox_offset
+    path = write_stack(tmp_path / "s.nii.gz", _stack(), WN)
+    import scripts.io.headers as headers
+
+    def no_decompression(*args, **kwargs):
+        raise AssertionError("the pre-flight decompressed a complete file")
+
+    monkeypatch.setattr(headers.gzip, "open", no_decompression)
+    assert read_header(path).shape == (64, 20, 24)
+
+
 def test_tiff_folder_header(tmp_path):
     import tifffile
 

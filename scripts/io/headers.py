@@ -80,7 +80,10 @@ def _nifti_header(path: Path) -> tuple[tuple[int, ...], np.dtype, np.ndarray | N
     img = nib.load(str(path))
     shape = tuple(int(s) for s in img.shape)
     dtype = np.dtype(img.get_data_dtype())
-    expected = int(img.header.get_data_offset()) + int(np.prod(shape)) * dtype.itemsize
+    # the data offset as read from the file (the loaded header's vox_offset can read 0 when the file has extensions)
+    offset = getattr(img.dataobj, "offset", None)
+    offset = int(img.header.get_data_offset()) if offset is None else int(offset)
+    expected = offset + int(np.prod(shape)) * dtype.itemsize
     complete = (
         _gzip_size_matches(path, expected) if path.name.lower().endswith(".gz") else path.stat().st_size >= expected
     )
