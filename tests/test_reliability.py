@@ -119,7 +119,9 @@ def test_disk_full_during_inference_ends_with_one_line_and_keeps_what_was_writte
 
 
 # ------------------------------------------------------------------------------------- skip_errors, pre-flight
-def test_good_bad_good_with_skip_errors_writes_both_good_stacks_and_records_the_bad_one(sim_dir, trained, tmp_path):
+def test_good_bad_good_with_skip_errors_writes_both_good_stacks_and_records_the_bad_one(
+    sim_dir, trained, tmp_path, capfd
+):
     folder = tmp_path / "in"
     folder.mkdir()
     images = sorted((sim_dir / "images").glob("*.nii.gz"))
@@ -146,6 +148,8 @@ def test_good_bad_good_with_skip_errors_writes_both_good_stacks_and_records_the_
         **tiny_model_overrides(trained),
     )
     wf.run()
+    # d_blank is skipped in the DataLoader's worker process; the end-of-run line (logging.conf: stderr) still counts it
+    assert "2 stack(s) written, 2 skipped (reasons in the 'error' column" in "".join(capfd.readouterr())
     rows = {r["stem"]: r for r in csv.DictReader((out / "summary.csv").open())}
     assert sorted(rows) == ["a_good", "b_bad", "c_good", "d_blank"]
     assert rows["a_good"]["error"] == rows["c_good"]["error"] == ""

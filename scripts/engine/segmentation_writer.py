@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from scipy import ndimage
 from scripts.io.formats import stack_stem
 from scripts.io.orientation import to_row_major
 from scripts.io.overlay import overlay_rgb, save_png
-from scripts.io.tables import update_table
+from scripts.io.tables import read_table, update_table
 from scripts.io.writer import check_writable, write_label_map
 
 logger = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class SegmentationWriter:
         from ignite.engine import Events
 
         engine.add_event_handler(Events.ITERATION_COMPLETED, self)
-        engine.add_event_handler(Events.COMPLETED, self._report)
+        engine.add_event_handler(Events.COMPLETED, self.report)
 
     def __call__(self, engine) -> None:
         for item in engine.state.output:
@@ -186,11 +187,23 @@ class SegmentationWriter:
     def _write_summary(self, row: dict) -> None:
         update_table(self.output_dir / self.summary_csv, [row], SUMMARY_FIELDS)
 
-    def _report(self, engine) -> None:
-        if self.skipped:
+    def report(self, engine=None, stacks: Sequence[dict] | None = None) -> None:
+        """End of run: a WARNING when stacks were skipped (their reasons are in the summary table).
+
+        ``stacks``: this run's datalist. Stacks skipped by a DataLoader worker process are recorded in the
+        table by that process; with ``stacks`` they are counted from the table, else only this process's.
+        """
+        skipped = dict(self.skipped)
+        if stacks is not None and self.summary_csv and (self.output_dir / self.summary_csv).exists():
+            wanted = {stack_stem(str(s.get(self.image_key, ""))) for s in stacks if isinstance(s, dict)}
+            rows, _ = read_table(self.output_dir / self.summary_csv)
+            skipped.update(
+                {r["stem"]: r["error"] for r in rows if r.get("error") and r["stem"] in wanted - set(self.rows)}
+            )
+        if skipped:
             logger.warning(
                 "%d stack(s) written, %d skipped (reasons in the 'error' column of %s)",
                 len(self.rows),
-                len(self.skipped),
+                len(skipped),
                 self.output_dir / (self.summary_csv or ""),
             )
