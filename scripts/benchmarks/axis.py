@@ -166,7 +166,7 @@ def window_dice(num: int, size: int) -> dict:
     """Dice per window: shipped hybrid-UNet (reference and edge fill) and tuned phasor, on the same phantoms."""
     import torch
     from monai.data import MetaTensor
-    from scripts.engine.inferers import FieldSlidingWindowInferer
+    from scripts.benchmarks.bundle_runs import inference_inferer
     from scripts.networks import HybridUNet
     from scripts.phasor.fit import dice_per_class
     from scripts.phasor.parameters import PhasorInputError, load_parameters
@@ -180,7 +180,7 @@ def window_dice(num: int, size: int) -> dict:
     network = HybridUNet(out_channels=3)
     network.load_state_dict(torch.load(weights, map_location="cpu"))
     network.eval()
-    inferer = FieldSlidingWindowInferer(roi_size=(256, 256), sw_batch_size=2, overlap=0.25, mode="gaussian")
+    inferer = inference_inferer()  # configs/inference.yaml's window, overlap and blending
     phasor = PhasorSegmenter(load_parameters())
 
     def network_labels(stack: np.ndarray, wn: np.ndarray, fill: str) -> np.ndarray:

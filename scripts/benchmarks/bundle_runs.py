@@ -55,3 +55,13 @@ def config_files(*files: str | None) -> str:
     """The ``--config_file`` value for one config or a list of configs merged in order (None entries skipped)."""
     files = [f for f in files if f]
     return files[0] if len(files) == 1 else "['" + "','".join(files) + "']"
+
+
+def inference_inferer(**overrides):
+    """The sliding-window inferer of ``configs/inference.yaml`` (window, overlap, blending as shipped), parsed."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(REPO / "configs" / "inference.yaml"))
+    parser.update({"bundle_root": str(REPO), "device": "$torch.device('cpu')", **overrides})
+    return parser.get_parsed_content("inferer")

@@ -37,7 +37,7 @@ WEIGHTS = os.path.join(os.path.dirname(__file__), "..", "..", "models", "model.p
 def _segmenters():
     import torch
     from monai.data import MetaTensor
-    from scripts.engine.inferers import FieldSlidingWindowInferer
+    from scripts.benchmarks.bundle_runs import inference_inferer
     from scripts.networks import HybridUNet
     from scripts.phasor.parameters import load_parameters
     from scripts.phasor.segmenter import PhasorSegmenter
@@ -46,7 +46,7 @@ def _segmenters():
     network = HybridUNet(out_channels=3)
     network.load_state_dict(torch.load(WEIGHTS, map_location="cpu"))
     network.eval()
-    inferer = FieldSlidingWindowInferer(roi_size=(256, 256), sw_batch_size=2, overlap=0.25, mode="gaussian")
+    inferer = inference_inferer()  # configs/inference.yaml's window, overlap and blending
     resample, normalise = SpectralResample(), NormalizeSpectralIntensity()
     phasor = PhasorSegmenter(load_parameters())
 
