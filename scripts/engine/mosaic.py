@@ -215,7 +215,8 @@ class MosaicSegmenter:
                 break
         if best is None:
             need = (self.fixed_bytes() + lazy.chunk_bytes() + per_px * (2 * roi[0]) * (2 * roi[1])) / GIB
-            if lazy.chunked is not None and lazy.chunk_bytes() > per_px * (2 * roi[0]) * (2 * roi[1]):
+            smallest = max(t.region_px for t in plan_tiles((h, w), 16, roi, overlap)) * per_px
+            if lazy.chunked is not None and smallest <= budget + lazy.chunk_bytes():  # the chunks take the room
                 raise MosaicTooLargeError(
                     f"{lazy.path}: stored in {describe_chunks(lazy)}; with the chunks decoded at once "
                     f"({lazy.chunked.concurrency}) memory_gib={self.memory_bytes / GIB:g} leaves no room for a tile "
