@@ -174,6 +174,14 @@ def test_chunks_larger_than_the_memory_setting_are_refused_in_one_line(tmp_path)
         seg.choose_tile(lazy)
 
 
+def test_a_tiff_page_stored_as_one_compressed_strip_larger_than_memory_is_refused(tmp_path):
+    stack = (np.random.default_rng(1).random((20, 64, 64)) * 60000).astype(np.uint16)
+    path = _tiled_tiff(tmp_path / "strip.tif", stack, WAVENUMBERS, tile=None, rowsperstrip=64)
+    assert open_lazily(path).chunks == (1, 64, 64)  # a chunk is a whole frame
+    with pytest.raises(MosaicTooLargeError, match=r"strip\.tif: stored in chunks of 1×64×64 px .*memory_gib="):
+        open_lazily(path, memory_bytes=10_000)
+
+
 def test_a_gzip_nifti_larger_than_memory_is_refused_with_how_to_decompress_it(tmp_path):
     stack = np.random.default_rng(1).random((20, 64, 64)).astype(np.float32)
     write_stack(tmp_path / "big.nii.gz", stack, WAVENUMBERS)
