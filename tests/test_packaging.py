@@ -21,7 +21,9 @@ def test_large_files_yml_lists_the_weights_with_their_md5():
 # import name -> distribution name, for the imports whose names differ
 DISTRIBUTIONS = {"ignite": "pytorch-ignite", "skimage": "scikit-image", "sklearn": "scikit-learn", "yaml": "pyyaml"}
 #: Provided by MONAI / PyTorch themselves (their versions have own metadata keys) or optional (imported in a try).
-NOT_LISTED = {"monai", "torch", "numpy", "pyarrow"}
+#: zarr: only for OME-Zarr and chunked TIFF (scripts/io/ome_zarr.py says to install it); zarr 3.1 needs numpy >= 2,
+#: which the MONAI Label environment cannot have.
+NOT_LISTED = {"monai", "torch", "numpy", "pyarrow", "zarr"}
 
 
 def _third_party_imports() -> set[str]:

@@ -3,13 +3,15 @@
 :class:`MosaicSegmenter` segments a stack (K, H, W) far larger than memory (``configs/mosaic.yaml``):
 
 1. opens it lazily (:func:`scripts.io.mosaic.open_lazily`; a stack that cannot be read in parts
-   and does not fit in ``memory_gib`` is refused in one line naming the file);
+   and does not fit in ``memory_gib`` is refused in one line naming the file, and so is a chunked
+   file (tiled TIFF, OME-Zarr) whose chunks do not fit in it);
 2. checks the spectral axis and finds the intensity scale from a subsample of pixels (a grid of
    up to ``sample_px``² pixels, all frames): the same checks and the same robust percentiles as
    the whole-stack preprocessing (``SpectralResample``, ``NormalizeSpectralIntensity``);
-3. cuts the field into square tiles of ``tile_px`` (the largest a ``memory_gib`` budget allows
-   when not given); for each tile it reads the region covered by **every sliding window that
-   touches the tile** — the windows MONAI's sliding window places on the whole field
+3. cuts the field into square tiles of ``tile_px`` (when not given: as few as a ``memory_gib``
+   budget allows, after the chunks being decoded for a chunked file, as even as possible, and on
+   chunk boundaries when that costs no extra tile); for each tile it reads the region covered by
+   **every sliding window that touches the tile** — the windows MONAI's sliding window places on the whole field
    (:func:`scripts.engine.inferers.window_starts`) — and runs the same sliding window on that
    region. MONAI places the same windows on the region as on the whole field there, with the same
    Gaussian weights, so the tile's logits are those of the whole field: no seam, and no margin to
@@ -18,8 +20,14 @@
    atomic), then a row of ``summary.csv`` (as :class:`~scripts.engine.segmentation_writer.SegmentationWriter`).
 
 Peak memory ≈ the process and the network's activations for one batch of windows + one region
-(about ``4 × (K + 5 × 64 + 8)`` bytes per region pixel during preprocessing and inference)
-+ 6 bytes per field pixel for the summary's object counts at the end.
+(about ``4 × (K + 5 × 64 + 8)`` bytes per region pixel during preprocessing and inference, plus the
+region in its stored type for a chunked file) + the chunks being decoded (``2 ×`` a chunk's bytes × the
+chunks decoded at once, 1 to 4 as the budget allows) + 6 bytes per field pixel for the summary's
+object counts at the end.
+
+A chunked file's chunks are decoded whole by every region that touches them, so chunks much larger
+than the tiles make every tile decode far more than it uses: the run logs this read amplification
+(a WARNING above 4×, with the command that rewrites the file in smaller chunks).
 """
 
 from __future__ import annotations
@@ -38,7 +46,16 @@ from scripts.engine.progress import ProgressLogger
 from scripts.engine.segmentation_writer import SUMMARY_FIELDS, label_statistics
 from scripts.io.errors import HSRSInputError, HSRSOptionError
 from scripts.io.formats import stack_stem
-from scripts.io.mosaic import GIB, LazyStack, open_lazily, write_label_tiles
+from scripts.io.mosaic import (
+    GIB,
+    LazyStack,
+    MosaicTooLargeError,
+    chunk_advice,
+    describe_chunks,
+    open_lazily,
+    write_label_tiles,
+)
+from scripts.io.ome_zarr import DEFAULT_CONCURRENCY
 from scripts.io.tables import update_table
 from scripts.io.writer import check_writable
 from scripts.spectra.calibration import check_axis
@@ -48,6 +65,8 @@ logger = logging.getLogger(__name__)
 
 #: network activations per window pixel of one batch (HybridUNet, float32, CPU: measured ~340 MiB for 2 × 256²)
 ACTIVATION_BYTES_PER_WINDOW_PX = 2800
+#: read amplification (pixels decoded / pixels used) above which the chunk layout is worth a WARNING
+AMPLIFICATION_WARNING = 4.0
 
 
 def process_rss_bytes() -> int:
@@ -80,6 +99,17 @@ class Tile:
 def _region(a: int, b: int, starts: Sequence[int], roi: int, size: int) -> tuple[int, int]:
     touching = [s for s in starts if s < b and s + roi > a]
     return min(touching), min(max(touching) + roi, size)
+
+
+def read_amplification(tiles: Sequence[Tile], chunks: Sequence[int]) -> float:
+    """Pixels of the chunks the tiles' regions touch (decoded) over the regions' pixels (used); 1 is ideal."""
+    _, cy, cx = (int(c) for c in chunks)
+    decoded = used = 0
+    for t in tiles:
+        rows = (math.ceil(t.ry1 / cy) - t.ry0 // cy) * cy
+        cols = (math.ceil(t.rx1 / cx) - t.rx0 // cx) * cx
+        decoded, used = decoded + rows * cols, used + t.region_px
+    return decoded / max(used, 1)
 
 
 def plan_tiles(field: tuple[int, int], tile: int, roi: Sequence[int], overlap: float) -> list[Tile]:
@@ -136,13 +166,16 @@ class MosaicSegmenter:
         self.resample = SpectralResample(min_frames=self.min_frames)
         self.normalize = NormalizeSpectralIntensity()
         self._weights_loaded = False
+        #: seconds spent on the last stack: reading regions, preprocessing, the network (sliding window), the rest
+        self.timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------------------ planning
-    def bytes_per_region_px(self, frames: int) -> int:
+    def bytes_per_region_px(self, frames: int, stored_itemsize: int = 0) -> int:
         """Working memory per pixel of a region: the raw frames, resampling and normalising (64 frames, a few
-        temporaries) and the sliding window's logits, weights and count map."""
+        temporaries) and the sliding window's logits, weights and count map; plus the region in its stored type
+        (``stored_itemsize`` bytes a value) when a chunked file is read."""
         target = int(self.resample.target.size)
-        return 4 * (frames + 5 * target + 8)
+        return 4 * (frames + 5 * target + 8) + stored_itemsize * frames
 
     def fixed_bytes(self) -> int:
         """Memory that does not depend on the tile: this process now + one batch of windows through the network."""
@@ -150,15 +183,26 @@ class MosaicSegmenter:
         window_px = int(np.prod(roi)) * int(self.inferer.sw_batch_size)
         return process_rss_bytes() + ACTIVATION_BYTES_PER_WINDOW_PX * window_px
 
+    def plan_decoding(self, lazy: LazyStack) -> None:
+        """How many chunks of a chunked file zarr decodes at once: up to 4, within a quarter of the budget
+        (at least 1; :func:`open_lazily` has refused a chunk larger than the whole budget)."""
+        if lazy.chunked is None:
+            return
+        budget = self.memory_bytes - self.fixed_bytes()
+        lazy.chunked.concurrency = max(1, min(DEFAULT_CONCURRENCY, int(0.25 * budget // max(lazy.chunk_bytes(1), 1))))
+
     def choose_tile(self, lazy: LazyStack) -> int:
-        """The largest tile (multiple of 16) whose region fits in ``memory_gib``; the setting is refused when
+        """The largest tile (multiple of 16) whose region fits in ``memory_gib`` with the chunks being decoded; for a
+        chunked file the largest multiple of the chunk side that fits, when one does. The setting is refused when
         not even one window fits."""
         k, h, w = lazy.shape
         overlap = float(np.atleast_1d(self.inferer.overlap)[0])
         roi = self.inferer.max_roi_size
-        per_px, budget = self.bytes_per_region_px(k), self.memory_bytes - self.fixed_bytes()
+        stored = lazy.dtype.itemsize if lazy.chunked is not None else 0
+        per_px, budget = self.bytes_per_region_px(k, stored), self.memory_bytes - self.fixed_bytes()
         if not lazy.partial:
             budget -= lazy.nbytes_float32  # read whole once and kept while its tiles are segmented
+        budget -= lazy.chunk_bytes()
         if self.tile_px is not None:
             return self.tile_px
         best = None
@@ -170,14 +214,41 @@ class MosaicSegmenter:
             if tile >= max(h, w):
                 break
         if best is None:
-            need = (self.fixed_bytes() + per_px * (2 * roi[0]) * (2 * roi[1])) / GIB
+            need = (self.fixed_bytes() + lazy.chunk_bytes() + per_px * (2 * roi[0]) * (2 * roi[1])) / GIB
+            smallest = max(t.region_px for t in plan_tiles((h, w), 16, roi, overlap)) * per_px
+            if lazy.chunked is not None and smallest <= budget + lazy.chunk_bytes():  # the chunks take the room
+                raise MosaicTooLargeError(
+                    f"{lazy.path}: stored in {describe_chunks(lazy)}; with the chunks decoded at once "
+                    f"({lazy.chunked.concurrency}) memory_gib={self.memory_bytes / GIB:g} leaves no room for a tile "
+                    f"of even {roi[0]}×{roi[1]} px; {chunk_advice(lazy)} (to {math.ceil(need * 2) / 2:g} or more)."
+                )
             raise HSRSOptionError(
                 f"{lazy.path}: memory_gib={self.memory_bytes / GIB:g} is too small for windows of "
                 f"{roi[0]}×{roi[1]} px of a {k}-frame stack (this process already holds "
                 f"{process_rss_bytes() / GIB:.2f} GiB); give --memory_gib {math.ceil(need * 2) / 2:g} or more, or a "
                 "smaller --roi_size."
             )
-        return best
+        return self._even_tile(best, (h, w), lazy.chunks)
+
+    @staticmethod
+    def _even_tile(best: int, field: tuple[int, int], chunks: Sequence[int] | None) -> int:
+        """The smallest tile (multiple of 16) that cuts ``field`` into as many tiles as ``best`` does (even tiles,
+        smaller regions), rounded up to a multiple of the chunk side when that still gives as many tiles (tiles
+        start on chunk boundaries)."""
+        h, w = field
+
+        def count(t: int) -> int:
+            return math.ceil(h / t) * math.ceil(w / t)
+
+        n = math.ceil(max(h, w) / best)
+        tile = min(best, 16 * math.ceil(max(h, w) / n / 16))
+        tile = tile if count(tile) == count(best) else best
+        if chunks is not None:
+            side = int(np.lcm(int(chunks[1]), int(chunks[2])))
+            aligned = side * math.ceil(tile / side)
+            if side % 16 == 0 and aligned <= best and count(aligned) == count(best):
+                tile = aligned
+        return tile
 
     # ------------------------------------------------------------------------------------------ one stack
     def _sample(self, lazy: LazyStack) -> np.ndarray:
@@ -216,6 +287,15 @@ class MosaicSegmenter:
         path = Path(path)
         started = time.perf_counter()
         lazy = open_lazily(path, self.memory_bytes - self.fixed_bytes())
+        try:
+            return self._segment(lazy, started)
+        finally:
+            lazy.close()
+
+    def _segment(self, lazy: LazyStack, started: float) -> dict:
+        path = lazy.path
+        self.plan_decoding(lazy)
+        self.timings = {"read": 0.0, "preprocess": 0.0, "network": 0.0}
         k, h, w = lazy.shape
         if k < self.min_frames:
             raise HSRSInputError(f"{path}: the stack has {k} frames; at least {self.min_frames} are needed.")
@@ -244,6 +324,18 @@ class MosaicSegmenter:
             max(t.rx1 - t.rx0 for t in tiles),
             self.memory_bytes / GIB,
         )
+        if lazy.chunked is not None:
+            amplification = read_amplification(tiles, lazy.chunked.chunks)
+            level = logging.WARNING if amplification > AMPLIFICATION_WARNING else logging.INFO
+            logger.log(
+                level,
+                "%s: stored in %s, %d decoded at a time; the tiles decode %.2f× the pixels they use%s",
+                path.name,
+                describe_chunks(lazy),
+                lazy.chunked.concurrency,
+                amplification,
+                f" (slow: {chunk_advice(lazy)})" if level == logging.WARNING else "",
+            )
         progress = ProgressLogger(total=len(tiles), unit="tile", name=f"{path.name}")
         progress.started()
         progress.epoch_started(None)
@@ -255,28 +347,45 @@ class MosaicSegmenter:
 
         stem = stack_stem(path)
         out = write_label_tiles(self.output_dir / f"{stem}.tif", (h, w), tile, label_tiles(), lazy.pixel_size_um)
-        lazy._whole = None
+        lazy.close()
         row = self._summary(out, path, stem, (h, w), lazy.pixel_size_um, check.flag)
-        logger.info("%s: segmented in %.1f s -> %s", path.name, time.perf_counter() - started, out)
+        total = time.perf_counter() - started
+        self.timings["total"] = total
+        self.timings["other"] = total - sum(self.timings[k] for k in ("read", "preprocess", "network"))
+        logger.info(
+            "%s: segmented in %.1f s (reading regions %.1f s, preprocessing %.1f s, network %.1f s, sampling, writing "
+            "and summary %.1f s) -> %s",
+            path.name,
+            total,
+            *(self.timings[k] for k in ("read", "preprocess", "network", "other")),
+            out,
+        )
         return row
 
     @torch.inference_mode()
     def _segment_tile(
         self, lazy: LazyStack, t: Tile, tile: int, wavenumbers: np.ndarray, lo: float, hi: float
     ) -> np.ndarray:
+        t0 = time.perf_counter()
         raw = lazy.region(t.ry0, t.ry1, t.rx0, t.rx1)
+        t1 = time.perf_counter()
         bad = ~np.isfinite(raw)
         if bad.any():  # as the reader's nan_policy="repair": the frame's median (of the subsample)
             raw[bad] = np.broadcast_to(self._frame_medians[:, None, None], raw.shape)[bad]
         del bad
         img = self._preprocess(raw, wavenumbers, lo, hi)
         del raw
+        t2 = time.perf_counter()
         logits = self.inferer(img[None], self.network)
         del img
         core = logits[0, :, t.y0 - t.ry0 : t.y1 - t.ry0, t.x0 - t.rx0 : t.x1 - t.rx0].argmax(0)
         del logits
         out = np.zeros((tile, tile), np.uint8)
         out[: t.y1 - t.y0, : t.x1 - t.x0] = core.to(torch.uint8).cpu().numpy()
+        t3 = time.perf_counter()
+        self.timings["read"] += t1 - t0
+        self.timings["preprocess"] += t2 - t1
+        self.timings["network"] += t3 - t2
         return out
 
     def _summary(

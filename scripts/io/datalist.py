@@ -84,15 +84,15 @@ def folder_datalist(dataset_dir: str | Path) -> list[dict]:
         if p.name.startswith("."):
             continue
         try:
-            stack_format(p)
+            fmt = stack_format(p)
         except HSRSInputError:
             continue
-        if p.is_dir() and not any(f.suffix.lower() in (".tif", ".tiff") for f in p.iterdir()):
+        if fmt == "tiff_folder" and not any(f.suffix.lower() in (".tif", ".tiff") for f in p.iterdir()):
             continue
         items.append({"image": str(p.resolve())})
     if not items:
         raise InputNotFoundError(
-            f"dataset_dir {folder}: no HSRS stacks found (.nii/.nii.gz/.tif/.tiff/.npy files or folders of TIFF "
-            "frames). For a folder made by scripts.simulate, pass its images/ sub-folder."
+            f"dataset_dir {folder}: no HSRS stacks found (.nii/.nii.gz/.tif/.tiff/.npy files, OME-Zarr folders or "
+            "folders of TIFF frames). For a folder made by scripts.simulate, pass its images/ sub-folder."
         )
     return items

@@ -2,7 +2,8 @@
 
 :func:`read_header` is the cheap half of :func:`scripts.io.reader.read_hsrs`: NIfTI headers and
 extensions (nibabel, without the voxels), TIFF page tables and descriptions (tifffile), the
-``.npy`` header, the frame files of a TIFF folder, and the sidecar. A file cut short is detected
+``.npy`` header, the frame files of a TIFF folder, an OME-Zarr's metadata (zarr, :mod:`scripts.io.ome_zarr`),
+and the sidecar. A file cut short is detected
 from its size (for ``.nii.gz``, the gzip trailer, confirmed by decompressing only when it
 disagrees). The workflows' pre-flight check (:mod:`scripts.io.preflight`) reads every input's
 header before the first stack is processed.
@@ -178,7 +179,20 @@ def _numpy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, None]:
     return tuple(int(s) for s in arr.shape), np.dtype(arr.dtype), None
 
 
-_HEADERS = {"nifti": _nifti_header, "tiff": _tiff_header, "tiff_folder": _tiff_folder_header, "numpy": _numpy_header}
+def _zarr_header(path: Path) -> tuple[tuple[int, ...], np.dtype, np.ndarray | None]:
+    from scripts.io.ome_zarr import open_ome_zarr
+
+    stack = open_ome_zarr(path)
+    return stack.shape, stack.dtype, stack.wavenumbers
+
+
+_HEADERS = {
+    "nifti": _nifti_header,
+    "tiff": _tiff_header,
+    "tiff_folder": _tiff_folder_header,
+    "numpy": _numpy_header,
+    "zarr": _zarr_header,
+}
 
 
 def read_header(path: str | Path) -> StackHeader:
@@ -193,7 +207,9 @@ def read_header(path: str | Path) -> StackHeader:
     """
     path = Path(path)
     fmt = stack_format(path)
-    if fmt != "tiff_folder" and not path.is_file():
+    if fmt == "zarr" and not path.is_dir():
+        raise HSRSInputError(f"{path}: no such OME-Zarr folder.")
+    if fmt not in ("tiff_folder", "zarr") and not path.is_file():
         raise HSRSInputError(f"{path}: no such file.")
     try:
         shape, dtype, wavenumbers = _HEADERS[fmt](path)

@@ -3,21 +3,31 @@
 :func:`open_lazily` opens a stack (K, H, W) without reading its pixels; :meth:`LazyStack.region`
 then reads one spatial region (all frames) as float32:
 
-===========================================  ===========================================================
-file                                         read in parts with
-===========================================  ===========================================================
-uncompressed TIFF (what ``tifffile.imwrite`` ``tifffile.memmap``: the region's rows are mapped, copied and
-and :func:`scripts.io.writer.write_stack`    unmapped, so only the region stays in memory
+=============================================  =========================================================
+file                                           read in parts with
+=============================================  =========================================================
+uncompressed TIFF (what ``tifffile.imwrite``   ``tifffile.memmap``: the region's rows are mapped, copied
+and :func:`scripts.io.writer.write_stack`      and unmapped, so only the region stays in memory
 write; one page per frame)
-uncompressed NIfTI ``.nii``                  nibabel's array proxy (``img.dataobj[x0:x1, y0:y1, :]``
-                                             reads just those bytes)
-``.npy``                                     ``numpy.load(mmap_mode="r")``, copied and unmapped as TIFF
-===========================================  ===========================================================
+tiled and/or compressed TIFF, BigTIFF          tifffile's zarr interface (:mod:`scripts.io.ome_zarr`):
+(one page per frame, or one 3-D series)        only the tiles (or strips) the region touches are decoded
+OME-Zarr folder (``.ome.zarr`` / ``.zarr``)    zarr: only the chunks the region touches are decoded
+uncompressed NIfTI ``.nii``                    nibabel's array proxy (``img.dataobj[x0:x1, y0:y1, :]``
+                                               reads just those bytes)
+``.npy``                                       ``numpy.load(mmap_mode="r")``, copied and unmapped as TIFF
+=============================================  =========================================================
 
-Compressed files (``.nii.gz``, compressed or tiled TIFF) and folders of frames cannot be read in
-parts: they are read whole, which is allowed only when the whole stack fits in the memory setting;
+A chunked file is read a chunk at a time: every region read decodes whole chunks, so a chunk (all
+its frames) must fit in the memory setting along with a region; :attr:`LazyStack.chunk_bytes` is
+what :mod:`scripts.engine.mosaic` counts for it, and it cuts tiles along chunk boundaries where it can.
+A TIFF page stored as one compressed strip is one chunk of a whole frame.
+
+Compressed NIfTI (``.nii.gz``: gzip cannot be entered in the middle) and folders of frames cannot be read
+in parts: they are read whole, which is allowed only when the whole stack fits in the memory setting;
 a larger one is refused in one line naming the file, its size, the setting and what to do
-(:class:`MosaicTooLargeError`).
+(:class:`MosaicTooLargeError`). To make a file readable in parts: ``gunzip -k f.nii.gz`` (an uncompressed
+``.nii``), or convert it to an OME-Zarr with ``python -m scripts.io.ome_zarr SRC DST.ome.zarr``, or write a tiled
+TIFF with ``tifffile.imwrite(path, stack, tile=(256, 256), compression="zlib")``.
 
 :func:`write_label_tiles` writes a (H, W) uint8 label map from an iterator of tiles into a tiled,
 compressed TIFF (tifffile writes each tile as it comes), atomically: only the tile being written
@@ -34,15 +44,16 @@ from typing import Any
 import numpy as np
 from scripts.io.atomic import atomic_path
 from scripts.io.errors import HSRSInputError
-from scripts.io.formats import stack_format
+from scripts.io.formats import stack_format, stack_stem
 from scripts.io.headers import read_header
+from scripts.io.ome_zarr import ZARR_HINT, ChunkedStack, open_ome_zarr, open_tiff_chunks
 from scripts.io.writer import LABELS
 
 GIB = 1024**3
 
 
 class MosaicTooLargeError(HSRSInputError):
-    """A stack that would have to be read whole does not fit in the memory setting."""
+    """A stack that would have to be read whole, or one of its chunks, does not fit in the memory setting."""
 
 
 @dataclass
@@ -56,6 +67,7 @@ class LazyStack:
         wavenumbers: stored wavenumbers in frame order (file or sidecar); None when there are none.
         pixel_size_um: lateral pixel size when the file records one.
         partial: True when a region can be read without reading the whole stack.
+        chunked: the zarr view of a chunked file (tiled or compressed TIFF, OME-Zarr), else None.
     """
 
     path: Path
@@ -64,7 +76,28 @@ class LazyStack:
     wavenumbers: np.ndarray | None
     pixel_size_um: float | None
     partial: bool
+    chunked: ChunkedStack | None = None
     _whole: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def chunks(self) -> tuple[int, int, int] | None:
+        """(frames, rows, columns) of a chunk when the file is chunked, else None."""
+        return self.chunked.chunks if self.chunked is not None else None
+
+    def chunk_bytes(self, concurrency: int | None = None) -> int:
+        """Memory decoding chunks takes during a region read: ``concurrency`` chunks at once (default: the
+        stack's), each its decoded bytes and, while it is decoded, its compressed bytes (counted as many); 0
+        when not chunked."""
+        if self.chunked is None:
+            return 0
+        n = self.chunked.concurrency if concurrency is None else int(concurrency)
+        return 2 * n * self.chunked.chunk_bytes
+
+    def close(self) -> None:
+        """Release the file (a chunked TIFF is kept open while its regions are read) and a stack read whole."""
+        if self.chunked is not None:
+            self.chunked.close()
+        self._whole = None
 
     @property
     def nbytes_float32(self) -> int:
@@ -78,6 +111,8 @@ class LazyStack:
             if self._whole is None:
                 self._whole = self._read_whole()
             return np.array(self._whole[:, y0:y1, x0:x1], dtype=np.float32)
+        if self.chunked is not None:
+            return self.chunked.region(y0, y1, x0, x1).astype(np.float32)
         if fmt == "nifti":
             import nibabel as nib
 
@@ -95,6 +130,8 @@ class LazyStack:
         """All frames at the grid of rows ``ys`` × columns ``xs``, as float32 (K, len(ys), len(xs)), reading
         ``rows_per_read`` rows at a time."""
         ys, xs = np.asarray(ys, dtype=np.intp), np.asarray(xs, dtype=np.intp)
+        if self.partial and self.chunked is not None:
+            return self.chunked.points(ys, xs).astype(np.float32)
         if not self.partial or stack_format(self.path) == "nifti":
             rows = [self.region(int(y), int(y) + 1, 0, self.shape[2])[:, 0, xs] for y in ys]
             return np.stack(rows, axis=1)
@@ -141,22 +178,60 @@ def _pixel_size(path: Path, fmt: str) -> float | None:
     return None
 
 
-def _can_read_in_parts(path: Path, fmt: str, shape: tuple[int, ...]) -> bool:
-    if fmt == "numpy":
-        return True
-    if fmt == "nifti":
-        return not path.name.lower().endswith(".gz")
-    if fmt == "tiff":
-        import tifffile
+def _memmappable(path: Path, shape: tuple[int, ...]) -> bool:
+    import tifffile
 
-        try:
-            arr = tifffile.memmap(str(path), mode="r")
-        except ValueError:  # compressed, tiled or not contiguous
-            return False
-        ok = int(np.prod(arr.shape)) == int(np.prod(shape))
-        del arr
-        return ok
-    return False  # a folder of frames
+    try:
+        arr = tifffile.memmap(str(path), mode="r")
+    except ValueError:  # compressed, tiled or not contiguous
+        return False
+    ok = int(np.prod(arr.shape)) == int(np.prod(shape))
+    del arr
+    return ok
+
+
+def _zarr_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("zarr") is not None
+
+
+def _open_parts(path: Path, fmt: str, shape: tuple[int, ...]) -> tuple[bool, ChunkedStack | None]:
+    """(readable in parts, the zarr view of a chunked file or None)."""
+    if fmt == "numpy":
+        return True, None
+    if fmt == "nifti":
+        return not path.name.lower().endswith(".gz"), None
+    if fmt == "zarr":
+        return True, open_ome_zarr(path)
+    if fmt == "tiff":
+        if _memmappable(path, shape):
+            return True, None
+        if not _zarr_installed():
+            return False, None
+        chunked = open_tiff_chunks(path)
+        if chunked.shape != tuple(shape):
+            chunked.close()
+            return False, None
+        return True, chunked
+    return False, None  # a folder of frames
+
+
+def chunk_advice(lazy: LazyStack) -> str:
+    """What to do about a chunk layout that does not suit mosaics: rechunk (the command) or more memory."""
+    return (
+        f"rewrite it in smaller chunks (python -m scripts.io.ome_zarr {lazy.path} {stack_stem(lazy.path)}.ome.zarr "
+        "--chunk 512, on a machine with the memory for one chunk) or raise --memory_gib"
+    )
+
+
+def describe_chunks(lazy: LazyStack) -> str:
+    """``chunks of 64×4096×4096 px (frames × rows × columns; 2048 MiB decoded each)``."""
+    assert lazy.chunked is not None
+    return (
+        f"chunks of {'×'.join(map(str, lazy.chunked.chunks))} px (frames × rows × columns; "
+        f"{lazy.chunked.chunk_bytes / 2**20:.4g} MiB decoded each)"
+    )
 
 
 def open_lazily(path: str | Path, memory_bytes: float | None = None) -> LazyStack:
@@ -165,11 +240,12 @@ def open_lazily(path: str | Path, memory_bytes: float | None = None) -> LazyStac
     Args:
         path: a stack file (see the module docstring).
         memory_bytes: the memory setting; a stack that cannot be read in parts must fit in it as
-            float32, or :class:`MosaicTooLargeError` names the file.
+            float32, and a chunk of a chunked one must fit in it, or :class:`MosaicTooLargeError` names the file.
 
     Raises:
         HSRSInputError: not a 3-D stack, or the header check fails (as in the pre-flight).
-        MosaicTooLargeError: compressed or a folder of frames, and larger than ``memory_bytes``.
+        MosaicTooLargeError: a compressed NIfTI or a folder of frames larger than ``memory_bytes``, or a chunked
+            file whose chunks alone exceed it.
     """
     path = Path(path)
     header = read_header(path)
@@ -177,19 +253,38 @@ def open_lazily(path: str | Path, memory_bytes: float | None = None) -> LazyStac
         raise HSRSInputError(f"{path}: expected a spectral stack (K, H, W), got shape {header.shape}.")
     shape = tuple(int(s) for s in header.shape)
     fmt = header.format
-    lazy = LazyStack(path, shape, header.dtype, header.wavenumbers, _pixel_size(path, fmt), False)
-    lazy.partial = _can_read_in_parts(path, fmt, shape)
-    if not lazy.partial and memory_bytes is not None and lazy.nbytes_float32 > memory_bytes:
-        kind = {
-            "nifti": "a compressed NIfTI",
-            "tiff": "a compressed or tiled TIFF",
-            "tiff_folder": "a folder of frames",
-        }
+    partial, chunked = _open_parts(path, fmt, shape)
+    pixel = chunked.pixel_size_um if chunked is not None else _pixel_size(path, fmt)
+    lazy = LazyStack(path, shape, header.dtype, header.wavenumbers, pixel, partial, chunked)
+    if memory_bytes is None:
+        return lazy
+    if chunked is not None and lazy.chunk_bytes(1) > memory_bytes:
+        lazy.close()
         raise MosaicTooLargeError(
-            f"{path}: {kind.get(fmt, 'this file')} of {'×'.join(map(str, shape))} px cannot be read in parts, and read "
-            f"whole it needs {lazy.nbytes_float32 / GIB:.3g} GiB, more than the memory setting memory_gib="
-            f"{memory_bytes / GIB:g}; save it uncompressed (.nii, or a TIFF written by tifffile.imwrite without "
-            "compression) or raise --memory_gib."
+            f"{path}: stored in {describe_chunks(lazy)}; a region read decodes whole chunks, and one chunk alone "
+            f"needs more than the memory setting memory_gib={memory_bytes / GIB:g}; {chunk_advice(lazy)}."
+        )
+    if not partial and lazy.nbytes_float32 > memory_bytes:
+        what = {
+            "nifti": (
+                "a gzip-compressed NIfTI",
+                f"decompress it (gunzip -k {path}: an uncompressed .nii is read in parts) or convert it to an OME-Zarr "
+                "(python -m scripts.io.ome_zarr) or a tiled TIFF",
+            ),
+            "tiff": (
+                "a compressed or tiled TIFF",
+                f"install zarr ({ZARR_HINT}: tiled and compressed TIFF are then read in parts) or save it uncompressed",
+            ),
+            "tiff_folder": (
+                "a folder of frames",
+                "convert it to a TIFF (tifffile.imwrite, uncompressed or tiled) or an OME-Zarr",
+            ),
+        }
+        kind, todo = what.get(fmt, ("this file", "save it uncompressed"))
+        raise MosaicTooLargeError(
+            f"{path}: {kind} of {'×'.join(map(str, shape))} px cannot be read in parts, and read whole it needs "
+            f"{lazy.nbytes_float32 / GIB:.3g} GiB, more than the memory setting memory_gib={memory_bytes / GIB:g}; "
+            f"{todo}, or raise --memory_gib."
         )
     return lazy
 

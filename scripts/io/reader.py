@@ -13,7 +13,14 @@ input                    on-disk layout                                         
 folder                   one single-page TIFF per frame, in natural name order        ``wavenumbers.json`` /
                                                                                       ``.txt`` / ``.csv`` inside
 ``*.npy``                array (K, H, W)                                              sidecar ``<stem>.json``
+``*.ome.zarr`` /         OME-Zarr folder (OME-NGFF multiscales, level 0; the axis     attribute ``wavenumbers``,
+``*.zarr``               besides y, x with more than one element is the spectrum;    else sidecar
+                         :mod:`scripts.io.ome_zarr`)                                  ``<stem>.json``
 =======================  ==========================================================  =========================
+
+Tiled or compressed TIFF and OME-Zarr are read whole here (a field that fits in memory); a mosaic larger than
+memory is segmented region by region by ``configs/mosaic.yaml`` (:mod:`scripts.engine.mosaic`), and an OME-Zarr
+whose pixels would not fit in the memory available is refused here with that advice.
 
 The result is channel-first: a stack is (K, H, W) float32 with ``meta["wavenumbers"]`` in
 ascending order (stacks stored in descending order are flipped); a 2-D file (a label map) is
@@ -119,12 +126,50 @@ def _read_tiff_folder(path: Path) -> tuple[np.ndarray, None, dict]:
     return np.stack(frames), None, {"frame_files": [f.name for f in files]}
 
 
-_LOADERS = {"nifti": _read_nifti, "tiff": _read_tiff, "tiff_folder": _read_tiff_folder, "numpy": None}
+def _memory_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def _read_zarr(path: Path) -> tuple[np.ndarray, np.ndarray | None, dict]:
+    from scripts.io.ome_zarr import open_ome_zarr
+
+    stack = open_ome_zarr(path)
+    k, h, w = stack.shape
+    need, available = k * h * w * 4, _memory_available()
+    if available is not None and need > available:
+        raise HSRSInputError(
+            f"{path}: {k}×{h}×{w} px need {need / 1024**3:.3g} GiB as float32, more than the {available / 1024**3:.3g} "
+            "GiB of memory available; segment it region by region with configs/mosaic.yaml (python -m monai.bundle run "
+            "--config_file \"['configs/inference.yaml','configs/mosaic.yaml']\" --memory_gib N)."
+        )
+    try:
+        arr = stack.region(0, h, 0, w)
+    finally:
+        stack.close()
+    extra = {"pixel_size_um": stack.pixel_size_um} if stack.pixel_size_um else {}
+    return arr, stack.wavenumbers, extra
+
+
+_LOADERS = {
+    "nifti": _read_nifti,
+    "tiff": _read_tiff,
+    "tiff_folder": _read_tiff_folder,
+    "numpy": None,
+    "zarr": _read_zarr,
+}
 
 
 def _load_raw(path: Path, fmt: str) -> tuple[np.ndarray, np.ndarray | None, dict]:
     if fmt == "tiff_folder":
         return _read_tiff_folder(path)
+    if fmt == "zarr":
+        if not path.is_dir():
+            raise HSRSInputError(f"{path}: no such OME-Zarr folder.")
+        return _read_zarr(path)
     if not path.is_file():
         raise HSRSInputError(f"{path}: no such file.")
     try:
@@ -233,7 +278,7 @@ def read_hsrs(
 
 
 class HSRSReader(ImageReader):
-    """MONAI ``ImageReader`` for HSRS stacks and label maps (NIfTI, TIFF, TIFF folders, NumPy).
+    """MONAI ``ImageReader`` for HSRS stacks and label maps (NIfTI, TIFF, TIFF folders, NumPy, OME-Zarr).
 
     Use it wherever MONAI loads images, e.g. in a bundle config::
 
@@ -277,7 +322,7 @@ class HSRSReader(ImageReader):
         self.axis_check, self.axis_tolerance = axis_check, float(axis_tolerance)
 
     def verify_suffix(self, filename: Sequence[str | Path] | str | Path) -> bool:
-        """True for .nii, .nii.gz, .tif, .tiff, .npy files and for folders."""
+        """True for .nii, .nii.gz, .tif, .tiff, .npy files, OME-Zarr (.ome.zarr, .zarr) and for folders."""
         for name in ensure_tuple(filename):
             try:
                 stack_format(name)

@@ -1,4 +1,5 @@
-"""Wavenumber sidecar files: ``<stem>.json`` next to a stack (``folder/wavenumbers.json|.txt|.csv`` for frame folders)."""
+"""Wavenumber sidecar files: ``<stem>.json`` next to a stack or an OME-Zarr folder (``folder/wavenumbers.json|.txt|.csv``
+for frame folders)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,26 @@ from pathlib import Path
 import numpy as np
 from scripts.io.atomic import atomic_path
 from scripts.io.errors import HSRSInputError
-from scripts.io.formats import NIFTI_EXTENSION_CODE, stack_stem
+from scripts.io.formats import NIFTI_EXTENSION_CODE, stack_format, stack_stem
 
 SIDECAR_KEY = "wavenumbers"
 
 
 def sidecar_path(stack_path: str | Path) -> Path:
-    """The sidecar JSON of a stack: ``name.nii.gz`` → ``name.json``; for a folder, ``folder/wavenumbers.json``."""
+    """The sidecar JSON of a stack: ``name.nii.gz`` → ``name.json``, ``name.ome.zarr`` → ``name.json``; for a folder of
+    frames, ``folder/wavenumbers.json``."""
     p = Path(stack_path)
-    if p.is_dir():
+    if _frame_folder(p):
         return p / "wavenumbers.json"
     stem = stack_stem(p)
     return p.with_name(stem + ".json") if stem != p.name else p.with_suffix(".json")
+
+
+def _frame_folder(path: Path) -> bool:
+    try:
+        return stack_format(path) == "tiff_folder"
+    except HSRSInputError:
+        return path.is_dir()
 
 
 def read_sidecar(stack_path: str | Path) -> tuple[np.ndarray | None, dict]:
@@ -31,7 +40,7 @@ def read_sidecar(stack_path: str | Path) -> tuple[np.ndarray | None, dict]:
     """
     path = sidecar_path(stack_path)
     candidates = [path]
-    if Path(stack_path).is_dir():
+    if _frame_folder(Path(stack_path)):
         candidates += [path.with_suffix(".txt"), path.with_suffix(".csv")]
     for cand in candidates:
         if not cand.is_file():
