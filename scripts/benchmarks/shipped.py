@@ -154,5 +154,6 @@ Regenerate: `python -m scripts.benchmark --sections shipped`.
         "targets": {k: list(v) for k, v in TARGETS.items()},
         "verdicts": dict(verdicts),
         "median_network_s": float(np.median(seconds)),
+        "cases": results,  # per stack: scene, Dice of both methods, network seconds
     }
     return SectionResult(markdown=markdown, data=data)
