@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scripts.benchmarks import SectionResult, markdown_table
+from scripts.benchmarks import SectionResult, markdown_table, onnx_runtime
 from scripts.benchmarks.bundle_runs import REPO, bundle_run, config_files
 from scripts.io.atomic import atomic_path
 from scripts.io.writer import write_stack
@@ -114,7 +114,9 @@ def run(quick: bool) -> SectionResult:
         "overlay PNG and summary CSV."
     )
     scale_md, data["scale"] = _scale(quick)
-    return SectionResult(table + "\n\n" + note + "\n\n" + scale_md, data)
+    onnx = onnx_runtime.run(quick)  # issue 16 item 4: ONNX Runtime vs PyTorch in one process
+    data["onnx_runtime"] = onnx.data
+    return SectionResult(table + "\n\n" + note + "\n\n" + scale_md + "\n\n" + onnx.markdown, data)
 
 
 def _seconds(hhmmss: str) -> float:
