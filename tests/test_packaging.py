@@ -21,7 +21,7 @@ def test_large_files_yml_lists_the_weights_with_their_md5():
 # import name -> distribution name, for the imports whose names differ
 DISTRIBUTIONS = {"ignite": "pytorch-ignite", "skimage": "scikit-image", "sklearn": "scikit-learn", "yaml": "pyyaml"}
 #: Provided by MONAI / PyTorch themselves (their versions have own metadata keys) or optional (imported in a try).
-NOT_LISTED = {"monai", "torch", "numpy", "pyarrow"}
+NOT_LISTED = {"monai", "torch", "numpy", "pyarrow", "onnxruntime", "onnxscript"}  # ONNX: --backend onnxruntime
 
 
 def _third_party_imports() -> set[str]:
