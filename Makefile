@@ -52,7 +52,7 @@ benchmark-quick: $(STAMP)
 	$(BIN)/python -m scripts.benchmark --quick
 
 onnx: $(STAMP)
-	$(BIN)/python -m scripts.networks.onnx_export --ckpt_file models/model.pt --out models/model.onnx
+	$(BIN)/python -m scripts.networks.onnx_export
 
 demo-data: $(STAMP)
 	$(BIN)/python -m scripts.simulate --out docs/demo_data --num 3 --seed 7 --size 128 --dtype uint16 --overwrite

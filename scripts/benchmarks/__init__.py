@@ -10,7 +10,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-SECTIONS = ("simulator", "model_cost", "phasor", "workflows", "comparison", "cells", "axis", "shipped", "qc")
+SECTIONS = (
+    "simulator",
+    "model_cost",
+    "phasor",
+    "workflows",
+    "comparison",
+    "cells",
+    "axis",
+    "shipped",
+    "qc",
+    "onnx_runtime",
+)
 
 
 @dataclass

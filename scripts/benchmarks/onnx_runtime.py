@@ -7,11 +7,11 @@ the load average (``os.getloadavg``) before and after. Then both segment real st
 data and a simulated 512×512 phantom -- through the inference config's own preprocessing and sliding
 window, and the table gives the largest |Δ logit| and the share of pixels with the same label.
 
-:func:`measure` returns the rows and a Markdown table; :func:`run` is the piece that the ``workflows``
-benchmark section appends. Run only this (prints the table; ``--write`` also puts it into
-``docs/results.md`` between ``<!-- begin:onnx_runtime -->`` markers)::
+:func:`measure` returns the rows and a Markdown table; :func:`run` gives them as a benchmark section of
+their own and is also what the ``workflows`` section appends. Run only this (prints the table and writes
+its block of ``docs/results.md``)::
 
-    OMP_WAIT_POLICY=PASSIVE python -m scripts.benchmarks.onnx_runtime [--repeats 5] [--write]
+    OMP_WAIT_POLICY=PASSIVE python -m scripts.benchmark --sections onnx_runtime
 
 The decision rule of issue 16 is applied to the numbers (:func:`decide`): ONNX Runtime is recommended as
 the CPU default only if it is faster at every size and its labels equal PyTorch's on >= 99.99 % of the
@@ -20,7 +20,6 @@ pixels with max |Δ logit| < 1e-3.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 import torch
 from scripts.benchmarks import SectionResult, markdown_table
 
+TITLE = "ONNX Runtime vs PyTorch on the CPU"
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "inference.yaml"
 #: (batch, field size) of the latency rows: one sliding-window batch of the config and the windows alone.
@@ -191,14 +191,7 @@ def measure(
         f"times. Start-up of the ONNX Runtime backend (cached export checked against the weights, or exported): "
         f"{start_s:.1f} s ({runtime.exported} export). **{verdict}**: {why}."
     )
-    markdown = (
-        "### ONNX Runtime vs PyTorch on the CPU (`--backend onnxruntime`)\n\n"
-        + table
-        + "\n\n"
-        + agree_md
-        + "\n\n"
-        + note
-    )
+    markdown = table + "\n\n" + agree_md + "\n\n" + note
     rows = (
         latency
         + agreement
@@ -217,6 +210,7 @@ def measure(
 
 
 def run(quick: bool) -> SectionResult:
+    """The section: both backends measured (or a note saying what to install to measure them)."""
     try:
         import onnxruntime  # noqa: F401
         import onnxscript  # noqa: F401
@@ -228,30 +222,7 @@ def run(quick: bool) -> SectionResult:
     return SectionResult(markdown, {"rows": rows})
 
 
-def main(argv: list[str] | None = None) -> None:
-    import sys
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5, help="timed passes per backend and size (after a warm-up)")
-    parser.add_argument("--write", action="store_true", help="also update its block in docs/results.md")
-    args = parser.parse_args(argv)
-    _, markdown = measure(repeats=args.repeats)
-    print(markdown, flush=True)
-    if args.write:
-        from scripts.benchmark import RESULTS_MD, environment, update_markdown
-        from scripts.io.atomic import atomic_path
-
-        env = environment()
-        command = " ".join(["python -m scripts.benchmarks.onnx_runtime", *(argv if argv is not None else sys.argv[1:])])
-        measured = (
-            f"_Measured {env['date']} on {env['cpu']} ({env['cores']} cores); Python {env['python']}, "
-            f"MONAI {env['monai']}, NumPy {env['numpy']}. Command: `OMP_WAIT_POLICY=PASSIVE {command}`._"
-        )
-        body = markdown.split("\n", 2)[2].strip()  # without the sub-heading: the block has its own heading
-        block = f"## ONNX Runtime vs PyTorch on the CPU\n\n{measured}\n\n{body}\n"
-        with atomic_path(RESULTS_MD) as tmp:
-            tmp.write_text(update_markdown(RESULTS_MD.read_text(), "onnx_runtime", block))
-
-
-if __name__ == "__main__":
-    main()
+def subsection(quick: bool) -> SectionResult:
+    """:func:`run` under a sub-heading, for the ``workflows`` section."""
+    result = run(quick)
+    return SectionResult(f"### {TITLE} (`--backend onnxruntime`)\n\n{result.markdown}", result.data)

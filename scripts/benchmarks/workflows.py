@@ -114,7 +114,7 @@ def run(quick: bool) -> SectionResult:
         "overlay PNG and summary CSV."
     )
     scale_md, data["scale"] = _scale(quick)
-    onnx = onnx_runtime.run(quick)  # issue 16 item 4: ONNX Runtime vs PyTorch in one process
+    onnx = onnx_runtime.subsection(quick)  # issue 16 item 4: ONNX Runtime vs PyTorch in one process
     data["onnx_runtime"] = onnx.data
     return SectionResult(table + "\n\n" + note + "\n\n" + scale_md + "\n\n" + onnx.markdown, data)
 

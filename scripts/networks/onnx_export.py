@@ -24,14 +24,13 @@ The model records in its metadata (``metadata_props``) the :func:`weights_finger
 came from -- an MD5 over the network's structure (``repr``) and every tensor of its ``state_dict`` --
 so that a cached export can be matched against the weights actually loaded.
 
-Command line (the runtime backend exports on first use by itself; this writes the file ahead)::
+Ahead of time, for the shipped weights (the runtime backend exports on first use by itself)::
 
-    python -m scripts.networks.onnx_export --ckpt_file models/model.pt --out models/model.onnx
+    python -m scripts.networks.onnx_export      # models/model.pt -> models/model.onnx (make onnx)
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import hashlib
@@ -44,6 +43,8 @@ import torch.nn as nn
 from scripts.io.errors import HSRSOptionError
 
 logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
 
 #: Frames of the exported input: the canonical spectral grid every stack is resampled onto.
 FRAMES = 64
@@ -198,26 +199,31 @@ def _check_against_torch(net: nn.Module, model: bytes, frames: int, divisor: int
         )
 
 
-def main(argv: list[str] | None = None) -> None:
+def export_bundle_weights(
+    config_file: str | Path = REPO / "configs" / "inference.yaml",
+    weights: str | Path = REPO / "models" / "model.pt",
+    out: str | Path | None = None,
+) -> Path:
+    """Export ``weights`` in the config's ``network_def`` to ``out`` (default: beside the weights, ``.onnx``), atomically.
+
+    What ``python -m scripts.networks.onnx_export`` (``make onnx``) does for the shipped weights; the ONNX
+    Runtime backend does the same on first use for whatever weights it loads.
+    """
     from monai.bundle import ConfigParser
     from scripts.io.atomic import atomic_path
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config_file", default="configs/inference.yaml", help="config with the network_def")
-    parser.add_argument("--ckpt_file", type=Path, default=Path("models/model.pt"), help="weights (state dict)")
-    parser.add_argument("--out", type=Path, default=None, help="ONNX file (default: the weights' name, .onnx)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = ConfigParser()
-    config.read_config(args.config_file)
+    config.read_config(str(config_file))
     network = config.get_parsed_content("network_def")
-    network.load_state_dict(torch.load(args.ckpt_file, map_location="cpu", weights_only=True))
-    out = args.out or args.ckpt_file.with_suffix(".onnx")
+    network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    out = Path(out) if out else Path(weights).with_suffix(".onnx")
     model = export_onnx(network)
     with atomic_path(out) as tmp:
         tmp.write_bytes(model)
-    print(f"{out}: {len(model) / 1e6:.1f} MB, from {args.ckpt_file}", flush=True)
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    path = export_bundle_weights()
+    print(f"{path}: {path.stat().st_size / 1e6:.1f} MB, from models/model.pt", flush=True)

@@ -19,7 +19,7 @@ ONNX Runtime runs on the CPU (``CPUExecutionProvider``) with ``threads`` intra-o
 ``torch.get_num_threads()``, so ``OMP_NUM_THREADS`` and torchrun's one thread per process apply to both
 backends); its threads wait for work as PyTorch's do: with ``OMP_WAIT_POLICY=PASSIVE`` (a CPU shared with
 other jobs) they sleep instead of spinning (``session.intra_op.allow_spinning``): on such a CPU spinning
-threads slow both backends down (measured: ``python -m scripts.benchmarks.onnx_runtime``). Fields whose
+threads slow both backends down (measured: ``python -m scripts.benchmark --sections onnx_runtime``). Fields whose
 size is not a multiple of the network's stride are padded here as the network pads them (``pad_field``),
 and the logits are cropped back.
 """
@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from scripts.io.atomic import atomic_path
 from scripts.io.errors import HSRSInputError, HSRSOptionError, HSRSOutputError
 from scripts.networks.onnx_export import (
     FINGERPRINT_KEY,
@@ -152,8 +153,6 @@ class OnnxRuntimeNetwork(nn.Module):
         model = export_onnx(self.network, self.frames)
         self.exported += 1
         if path is not None:
-            from scripts.io.atomic import atomic_path
-
             try:
                 with atomic_path(path) as tmp:
                     tmp.write_bytes(model)
