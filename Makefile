@@ -5,6 +5,7 @@
 #   make test-monailabel - a real MONAI Label server serving the bundle, over REST (own venv, ~8 GB, ~5 min)
 #   make test-reliability - the slow kill loop: real trainings killed (SIGKILL) at random moments and mid-save
 #   make lint   - ruff, plus the model zoo's isort / black / flake8 settings (pyproject.toml, .flake8)
+#   make onnx   - export models/model.pt to models/model.onnx for --backend onnxruntime (done on first use anyway)
 PYTHON ?= python3
 VENV ?= .venv
 # Pinned so that CI and this machine take the local CPU build; override with make TORCH_SPEC="torch>=2.4".
@@ -12,7 +13,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-reliability test-monailabel lint benchmark benchmark-quick demo-data clean-venv
+.PHONY: venv demo test test-reliability test-monailabel lint benchmark benchmark-quick demo-data onnx clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@echo "== setting up $(VENV): Python venv, $(TORCH_SPEC), then requirements.txt + requirements-dev.txt (a few minutes the first time)"
@@ -49,6 +50,9 @@ benchmark: $(STAMP)
 
 benchmark-quick: $(STAMP)
 	$(BIN)/python -m scripts.benchmark --quick
+
+onnx: $(STAMP)
+	$(BIN)/python -m scripts.networks.onnx_export
 
 demo-data: $(STAMP)
 	$(BIN)/python -m scripts.simulate --out docs/demo_data --num 3 --seed 7 --size 128 --dtype uint16 --overwrite

@@ -23,7 +23,7 @@ DISTRIBUTIONS = {"ignite": "pytorch-ignite", "skimage": "scikit-image", "sklearn
 #: Provided by MONAI / PyTorch themselves (their versions have own metadata keys) or optional (imported in a try).
 #: zarr: only for OME-Zarr and chunked TIFF (scripts/io/ome_zarr.py says to install it); zarr 3.1 needs numpy >= 2,
 #: which the MONAI Label environment cannot have.
-NOT_LISTED = {"monai", "torch", "numpy", "pyarrow", "zarr"}
+NOT_LISTED = {"monai", "torch", "numpy", "pyarrow", "zarr", "onnxruntime", "onnxscript"}  # ONNX: --backend onnxruntime
 
 
 def _third_party_imports() -> set[str]:

@@ -21,6 +21,7 @@ SECTIONS = (
     "axis",
     "shipped",
     "qc",
+    "onnx_runtime",
 )
 
 
