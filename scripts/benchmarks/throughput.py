@@ -190,6 +190,7 @@ def profile_table(plain: dict, profiled: dict) -> tuple[str, dict]:
 VARIANTS: list[tuple[str, dict]] = [
     ("shipped defaults (prefetch 1, background writing, window 512²)", {}),
     ("no prefetch, outputs written on the engine thread", {"prefetch": 0, "background_writing": False}),
+    ("ONNX Runtime backend (first run also exports the weights)", {"backend": "onnxruntime"}),
     ("previous window (2 × 256² per batch, overlap 0.25)", {"roi_size": [256, 256], "sw_batch_size": 2}),
     (
         "previous defaults (all three)",
