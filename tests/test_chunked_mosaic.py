@@ -12,7 +12,8 @@ from scripts.io.datalist import folder_datalist
 from scripts.io.errors import HSRSInputError
 from scripts.io.headers import read_header
 from scripts.io.mosaic import MosaicTooLargeError, open_lazily
-from scripts.io.ome_zarr import ChunkedStack, main, open_ome_zarr, write_ome_zarr
+from scripts.io.ome_zarr import ChunkedStack, open_ome_zarr, write_ome_zarr
+from scripts.io.ome_zarr.__main__ import main
 from scripts.io.preflight import check_stacks
 from scripts.io.reader import read_hsrs
 from scripts.io.writer import write_stack

@@ -32,7 +32,6 @@ an OME-Zarr chunked for mosaics, in bounded memory.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import shutil
@@ -43,7 +42,6 @@ from typing import Any
 
 import numpy as np
 from scripts.io.errors import HSRSInputError, HSRSOutputError
-from scripts.io.formats import stack_stem
 
 #: What to tell a user without the zarr package.
 ZARR_HINT = "pip install 'zarr>=3'"
@@ -416,32 +414,3 @@ def write_ome_zarr(
                 part = data.region(y0, y1, x0, x1) if hasattr(data, "region") else data[:, y0:y1, x0:x1]
                 array[:, y0:y1, x0:x1] = np.asarray(part).astype(dtype, copy=False)
     return path
-
-
-def convert(source: str | Path, target: str | Path, chunk: int = 512, memory_gib: float = 4.0) -> Path:
-    """Convert a stack the bundle reads in parts (see :mod:`scripts.io.mosaic`) into an OME-Zarr chunked for mosaics."""
-    from scripts.io.mosaic import GIB, open_lazily
-
-    lazy = open_lazily(source, memory_gib * GIB)
-    try:
-        return write_ome_zarr(target, lazy, lazy.wavenumbers, lazy.pixel_size_um, chunk, dtype=lazy.dtype)
-    finally:
-        lazy.close()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m scripts.io.ome_zarr",
-        description="Convert an HSRS stack into an OME-Zarr chunked for mosaics (read and written in bounded memory).",
-    )
-    parser.add_argument("source", help="stack: uncompressed .tif/.nii, .npy, tiled TIFF or OME-Zarr")
-    parser.add_argument("target", help="the OME-Zarr folder to write, e.g. field.ome.zarr")
-    parser.add_argument("--chunk", type=int, default=512, help="chunk side in px (all frames per chunk); default 512")
-    parser.add_argument("--memory_gib", type=float, default=4.0, help="memory for a source that is read whole")
-    args = parser.parse_args(argv)
-    out = convert(args.source, args.target, args.chunk, args.memory_gib)
-    print(f"{args.source} -> {out} ({stack_stem(out)}: chunks of {args.chunk}×{args.chunk} px × all frames)")
-
-
-if __name__ == "__main__":
-    main()
