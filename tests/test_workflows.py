@@ -363,9 +363,11 @@ def test_inference_finds_the_frame_order_and_segments_a_partial_window(tmp_path,
     reference = dice_per_class(read_hsrs(tmp_path / "o" / "full.tif")[0][0], full.labels)
     assert scores["nucleus"] > 0.9
     assert scores["lipid_droplet"] > 0.7
-    # the partial window costs little against the full window on the same field (docs/results.md, axis section)
+    # the partial window costs little against the full window on the same field: the axis section of docs/results.md
+    # measures a mean drop of 0.040 / -0.008 (nucleus / droplet) for 2814-2993 cm-1 with the 0.3.0 weights; one small
+    # field varies around that by a few hundredths
     for cls in ("nucleus", "lipid_droplet"):
-        assert scores[cls] >= reference[cls] - 0.05, (cls, scores[cls], reference[cls])
+        assert scores[cls] >= reference[cls] - 0.08, (cls, scores[cls], reference[cls])
 
 
 def test_inference_refuses_stored_wavenumbers_30_off_with_axis_check_refuse(tmp_path):
