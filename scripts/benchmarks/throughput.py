@@ -134,7 +134,7 @@ def child(folder: str, out: str, profile: bool, overrides: dict) -> None:
 
 
 def run_folder(folder: Path, out: Path, profile: bool, overrides: dict | None = None) -> dict:
-    """Segment ``folder`` with inference.yaml in a fresh process; returns its timings (see :func:`_child`)."""
+    """Segment ``folder`` with inference.yaml in a fresh process; returns its timings (see :func:`child`)."""
     cmd = [sys.executable, "-c", _CHILD, str(folder), str(out), "1" if profile else "0", json.dumps(overrides or {})]
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     t0 = time.perf_counter()

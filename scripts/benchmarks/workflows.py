@@ -138,19 +138,22 @@ def _torchrun_inference(folder: Path, out: Path, processes: int, log_file: Path)
     return wall
 
 
+def _mosaic_blocks(seed: int, block: int) -> tuple[list[np.ndarray], dict]:
+    """The four simulated uint16 fields of ``block`` px that synthetic mosaics repeat, and their TIFF metadata."""
+    fields = [simulate_phantom(seed + i, block, block) for i in range(4)]
+    scale = 60000.0 / max(float(f.stack.max()) for f in fields)
+    pool = [np.clip(f.stack * scale, 0, 65535).astype(np.uint16) for f in fields]
+    meta = {"wavenumbers": [round(float(v), 6) for v in fields[0].wavenumbers], "unit": "cm-1", "pixel_size_um": 0.25}
+    return pool, meta
+
+
 def synthetic_mosaic(path: Path, size: int, seed: int = 0, block: int = 1024) -> Path:
     """A size × size × 64 uint16 mosaic in an uncompressed TIFF, written block by block (never whole in memory):
     four simulated fields of ``block`` px repeated over the mosaic."""
     import tifffile
-    from scripts.simulation.phantom import simulate_phantom
 
     block = min(block, size)
-    fields = [simulate_phantom(seed + i, block, block) for i in range(4)]
-    scale = 60000.0 / max(float(f.stack.max()) for f in fields)
-    pool = [np.clip(f.stack * scale, 0, 65535).astype(np.uint16) for f in fields]
-    wavenumbers = [round(float(v), 6) for v in fields[0].wavenumbers]
-    del fields
-    meta = {"wavenumbers": wavenumbers, "unit": "cm-1", "pixel_size_um": 0.25}
+    pool, meta = _mosaic_blocks(seed, block)
     with atomic_path(path) as tmp:
         mm = tifffile.memmap(tmp, shape=(64, size, size), dtype=np.uint16, metadata=meta, photometric="minisblack")
         for i, y in enumerate(range(0, size, block)):
@@ -162,10 +165,20 @@ def synthetic_mosaic(path: Path, size: int, seed: int = 0, block: int = 1024) ->
     return path
 
 
+#: how the mosaic rows were run, as the table shows it (opening backtick; each row adds its options and the closing one)
+MOSAIC_CMD = "`python -m monai.bundle run --config_file \"['configs/inference.yaml','configs/mosaic.yaml']\""
+
+
 def _labels(path: Path) -> np.ndarray:
     import tifffile
 
     return tifffile.imread(str(path))
+
+
+def _tile_plan(log: str) -> tuple[int | None, int | None]:
+    """(tiles, tile px) from a mosaic run's log line "... in N tile(s) of P px"; (None, None) when absent."""
+    plan = re.search(r"in (\d+) tile\(s\) of (\d+) px", log)
+    return (int(plan.group(1)), int(plan.group(2))) if plan else (None, None)
 
 
 def _mosaic_run(folder: Path, out: Path, *extra: str) -> tuple[float, float, str]:
@@ -225,11 +238,10 @@ def _scale(quick: bool) -> tuple[str, dict]:
             "wall_s": {"whole": wall_whole, "tiled": wall_tiled, "inference_yaml": wall_plain},
             "peak_rss_mib": {"whole": peak_whole, "tiled": peak_tiled, "inference_yaml": peak_plain},
         }
-        mosaic_cmd = "`python -m monai.bundle run --config_file \"['configs/inference.yaml','configs/mosaic.yaml']\""
         rows.append(
             [
                 f"{field}×{field}×64 field, whole (one tile)",
-                f"{mosaic_cmd} --memory_gib 16`",
+                f"{MOSAIC_CMD} --memory_gib 16`",
                 f"{wall_whole:.1f}",
                 f"peak {peak_whole:.0f} MiB",
             ]
@@ -237,7 +249,7 @@ def _scale(quick: bool) -> tuple[str, dict]:
         rows.append(
             [
                 f"{field}×{field}×64 field, tiles of {tile} px",
-                f"{mosaic_cmd} --tile_px {tile}`",
+                f"{MOSAIC_CMD} --tile_px {tile}`",
                 f"{wall_tiled:.1f}",
                 f"peak {peak_tiled:.0f} MiB; **{100 * agree:.3f} %** of pixels as whole, "
                 f"{100 * agree_plain:.3f} % as `inference.yaml`",
@@ -253,7 +265,7 @@ def _scale(quick: bool) -> tuple[str, dict]:
         generate_s = time.perf_counter() - t0
         wall, peak, log = _mosaic_run(folder, tmp / "mosaic_out", "--memory_gib", str(memory_gib), *DATA_PATH_NET)
         (REPO / "outputs" / "workflows_mosaic.log").write_text(log)
-        plan = re.search(r"in (\d+) tile\(s\) of (\d+) px", log)
+        tiles, tile_px = _tile_plan(log)
         data["large_mosaic"] = {
             "size_px": big,
             "frames": 64,
@@ -263,14 +275,14 @@ def _scale(quick: bool) -> tuple[str, dict]:
             "wall_s": wall,
             "generate_s": generate_s,
             "peak_rss_mib": peak,
-            "tiles": int(plan.group(1)) if plan else None,
-            "tile_px": int(plan.group(2)) if plan else None,
+            "tiles": tiles,
+            "tile_px": tile_px,
             "within_setting": peak <= memory_gib * 1024,
         }
         rows.append(
             [
                 f"{big}×{big}×64 uint16 mosaic ({big * big * 64 * 4 / 1024**3:.0f} GiB as float32), 1×1-conv network",
-                f"{mosaic_cmd} --memory_gib {memory_gib} --network_def <1×1 conv> --handlers#0#_disabled_ true`",
+                f"{MOSAIC_CMD} --memory_gib {memory_gib} --network_def <1×1 conv> --handlers#0#_disabled_ true`",
                 f"{wall:.0f}",
                 f"peak **{peak:.0f} MiB** (setting {memory_gib * 1024} MiB), "
                 f"{data['large_mosaic']['tiles']} tiles of {data['large_mosaic']['tile_px']} px",
@@ -297,14 +309,9 @@ def chunked_tiff_mosaic(path: Path, size: int, tile: int = 256, seed: int = 0, b
     """``synthetic_mosaic``'s content as a zlib-compressed (level 1) tiled BigTIFF, one page per frame, written tile by
     tile (never whole in memory)."""
     import tifffile
-    from scripts.simulation.phantom import simulate_phantom
 
     block = min(block, size)
-    fields = [simulate_phantom(seed + i, block, block) for i in range(4)]
-    scale = 60000.0 / max(float(f.stack.max()) for f in fields)
-    pool = [np.clip(f.stack * scale, 0, 65535).astype(np.uint16) for f in fields]
-    meta = {"wavenumbers": [round(float(v), 6) for v in fields[0].wavenumbers], "unit": "cm-1", "pixel_size_um": 0.25}
-    del fields
+    pool, meta = _mosaic_blocks(seed, block)
 
     def tiles():
         for k in range(64):
@@ -347,7 +354,6 @@ def chunked_scale(quick: bool) -> tuple[list[list[str]], dict]:
     import tifffile
 
     rows, data = [], {}
-    mosaic_cmd = "`python -m monai.bundle run --config_file \"['configs/inference.yaml','configs/mosaic.yaml']\""
     (REPO / "outputs").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=REPO / "outputs") as tmp:
         tmp = Path(tmp)
@@ -371,7 +377,7 @@ def chunked_scale(quick: bool) -> tuple[list[list[str]], dict]:
             wall_whole, peak_whole, log_whole = wall_tiled, peak_tiled, log_tiled
         whole, tiled = (_labels(tmp / d / "field.tif") for d in ("whole", "tiled"))
         agree = float((whole == tiled).mean())
-        plan = re.search(r"in (\d+) tile\(s\) of (\d+) px", log_tiled)
+        tiles, tile_px = _tile_plan(log_tiled)
         t_whole, t_tiled = _timings(log_whole), _timings(log_tiled)
         print(
             f"[workflows] chunked {field}² field: tiled vs whole {100 * agree:.4f} % agree; whole {t_whole}; "
@@ -381,8 +387,8 @@ def chunked_scale(quick: bool) -> tuple[list[list[str]], dict]:
         data["chunked_field"] = {
             "field_px": field,
             "agreement": agree,
-            "tiles": int(plan.group(1)) if plan else None,
-            "tile_px": int(plan.group(2)) if plan else None,
+            "tiles": tiles,
+            "tile_px": tile_px,
             "wall_s": {"whole": wall_whole, "tiled": wall_tiled},
             "peak_rss_mib": {"whole": peak_whole, "tiled": peak_tiled},
             "seconds": {"whole": t_whole, "tiled": t_tiled},
@@ -396,7 +402,7 @@ def chunked_scale(quick: bool) -> tuple[list[list[str]], dict]:
         rows.append(
             [
                 f"{field}×{field}×64 field, zlib-tiled TIFF (256² tiles), trained network, whole (one tile)",
-                f"{mosaic_cmd} --memory_gib 16 --tile_px 2048`",
+                f"{MOSAIC_CMD} --memory_gib 16 --tile_px 2048`",
                 f"{wall_whole:.0f}",
                 f"peak {peak_whole:.0f} MiB; {breakdown(t_whole)} (load {load[0]:.1f})",
             ]
@@ -404,7 +410,7 @@ def chunked_scale(quick: bool) -> tuple[list[list[str]], dict]:
         rows.append(
             [
                 f"{field}×{field}×64 field, zlib-tiled TIFF, trained network, tiled by memory_gib 4",
-                f"{mosaic_cmd} --memory_gib 4`",
+                f"{MOSAIC_CMD} --memory_gib 4`",
                 f"{wall_tiled:.0f}",
                 f"peak {peak_tiled:.0f} MiB, {data['chunked_field']['tiles']} tiles of "
                 f"{data['chunked_field']['tile_px']} px; **{100 * agree:.3f} %** of pixels as whole; {breakdown(t_tiled)}",
@@ -420,7 +426,7 @@ def chunked_scale(quick: bool) -> tuple[list[list[str]], dict]:
         load = os.getloadavg()
         wall, peak, log = _mosaic_run(folder, tmp / "mosaic_out", "--memory_gib", str(memory_gib), *DATA_PATH_NET)
         (REPO / "outputs" / "workflows_chunked_mosaic.log").write_text(log)
-        plan = re.search(r"in (\d+) tile\(s\) of (\d+) px", log)
+        tiles, tile_px = _tile_plan(log)
         amp = re.search(r"the tiles decode ([\d.]+)×", log)
         data["chunked_mosaic"] = {
             "size_px": big,
@@ -429,8 +435,8 @@ def chunked_scale(quick: bool) -> tuple[list[list[str]], dict]:
             "wall_s": wall,
             "generate_s": generate_s,
             "peak_rss_mib": peak,
-            "tiles": int(plan.group(1)) if plan else None,
-            "tile_px": int(plan.group(2)) if plan else None,
+            "tiles": tiles,
+            "tile_px": tile_px,
             "read_amplification": float(amp.group(1)) if amp else None,
             "seconds": _timings(log),
             "within_setting": peak <= memory_gib * 1024,
@@ -441,7 +447,7 @@ def chunked_scale(quick: bool) -> tuple[list[list[str]], dict]:
             [
                 f"{big}×{big}×64 uint16 mosaic, zlib-tiled BigTIFF (256² tiles, "
                 f"{data['chunked_mosaic']['file_gib']:.1f} GiB on disk), 1×1-conv network",
-                f"{mosaic_cmd} --memory_gib {memory_gib} --network_def <1×1 conv> --handlers#0#_disabled_ true`",
+                f"{MOSAIC_CMD} --memory_gib {memory_gib} --network_def <1×1 conv> --handlers#0#_disabled_ true`",
                 f"{wall:.0f}",
                 f"peak **{peak:.0f} MiB** (setting {memory_gib * 1024} MiB), {data['chunked_mosaic']['tiles']} tiles of "
                 f"{data['chunked_mosaic']['tile_px']} px; {breakdown(data['chunked_mosaic']['seconds'])} "
