@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import inspect
 import json
 import os
 import platform
@@ -88,6 +89,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--out", type=Path, default=None, help=f"Markdown file to update (default {RESULTS_MD}; --quick: {QUICK_MD})"
     )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=1.0,
+        help="training sections (recipes): multiply epochs and wall-time caps, e.g. 10 on a GPU (default 1)",
+    )
+    parser.add_argument(
+        "--max_hours",
+        type=float,
+        default=None,
+        help="training sections (recipes): start no new training run after this many hours; rerun to continue",
+    )
     args = parser.parse_args(argv)
     args.out = args.out or (QUICK_MD if args.quick else RESULTS_MD)
     started = time.perf_counter()
@@ -99,7 +112,9 @@ def main(argv: list[str] | None = None) -> None:
         module = importlib.import_module(f"scripts.benchmarks.{name}")
         print(f"[benchmark] {name} ...", flush=True)
         section_started = time.perf_counter()
-        result = module.run(quick=args.quick)
+        options = {"budget": args.budget, "max_hours": args.max_hours}
+        accepted = inspect.signature(module.run).parameters
+        result = module.run(quick=args.quick, **{k: v for k, v in options.items() if k in accepted})
         section_wall = time.perf_counter() - section_started
         block = f"## {module.TITLE}\n\n{_env_line(env)}\n\n{result.markdown.strip()}\n"
         # re-read and write after every section: an interrupted run keeps what it measured, and

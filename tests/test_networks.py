@@ -7,9 +7,10 @@ import io
 import pytest
 import torch
 from monai.networks.blocks import UnetBasicBlock
-from scripts.networks import HybridUNet, NNUNetStyle2D, UNet3DSpectral, plan_nnunet_2d
+from scripts.networks import FAST_ENCODER, HybridUNet, NNUNetStyle2D, UNet3DSpectral, plan_nnunet_2d
 from scripts.networks.blocks import (
     AttentionSpectralPooling,
+    FactorizedMultiScaleBlock3D,
     MeanSpectralCompression,
     MeanSpectralPooling,
     MultiScaleResidualBlock3D,
@@ -119,6 +120,46 @@ def test_hybrid_scripted_matches_eager(kwargs):
             torch.testing.assert_close(scripted(x), net(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kwargs", [{}, FAST_ENCODER])
+def test_channels_last_changes_the_layout_not_the_result(kwargs):
+    torch.manual_seed(0)
+    kwargs = {**kwargs, "channels_last": False}
+    contiguous = HybridUNet(**kwargs).eval()
+    channels_last = HybridUNet(**{**kwargs, "channels_last": True}).eval()
+    channels_last.load_state_dict(contiguous.state_dict())  # a layout option: the same weights load
+    x = torch.randn(2, 40, 48, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(channels_last(x), contiguous(x), rtol=1e-4, atol=1e-4)
+
+
+def test_fast_encoder_keeps_the_modules_and_their_switches():
+    fast = HybridUNet(**FAST_ENCODER)
+    blocks = [*fast.encoder, fast.deepest]
+    assert all(isinstance(b, FactorizedMultiScaleBlock3D) for b in blocks)
+    assert not any(isinstance(m, torch.nn.InstanceNorm3d) for m in fast.modules())  # batch norm: fixed at inference
+    assert isinstance(fast.skip_pools[0], AttentionSpectralPooling)
+    assert isinstance(fast.compression, SpectralCompression)
+    plain = HybridUNet(**FAST_ENCODER, multiscale_residual=False, attention_pooling=False, spectral_compression=False)
+    assert FactorizedMultiScaleBlock3D not in _types(plain)
+    assert isinstance(plain.skip_pools[0], MeanSpectralPooling)
+    assert isinstance(plain.compression, MeanSpectralCompression)
+    with pytest.raises(ValueError, match="encoder_conv must be one of"):
+        HybridUNet(encoder_conv="separable")
+
+
+def test_fast_encoder_scripts_and_runs_on_any_number_of_frames():
+    torch.manual_seed(0)
+    net = HybridUNet(**FAST_ENCODER).eval()
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(net), buffer)  # what `monai.bundle ckpt_export` does
+    buffer.seek(0)
+    scripted = torch.jit.load(buffer)
+    for k in (HybridUNet.min_spectral_frames, 50, 64, 128):
+        x = torch.randn(1, k, 32, 32)
+        with torch.no_grad():
+            torch.testing.assert_close(scripted(x), net(x), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("shape", "match"),
     [
@@ -198,6 +239,10 @@ def test_pointwise_conv_matches_conv3d(stride):
     reference.load_state_dict(pointwise.state_dict())
     x = torch.randn(2, 5, 7, 6, 6)
     torch.testing.assert_close(pointwise(x), reference(x))
+    x_cl = x.contiguous(memory_format=torch.channels_last_3d)
+    out = pointwise(x_cl)  # the channels-last path: a linear map over the innermost axis
+    torch.testing.assert_close(out, reference(x))
+    assert out.is_contiguous(memory_format=torch.channels_last_3d) or stride != 1
 
 
 @pytest.mark.parametrize(("k", "expected_k"), [(7, 4), (8, 4), (1, 1)])
@@ -212,6 +257,27 @@ def test_multiscale_block_branches_have_the_requested_dilations():
     assert [b.conv.out_channels for b in block.branches] == [3, 3, 2]
     assert isinstance(block.residual, torch.nn.Identity)  # same shape: the input itself is the residual
     assert not isinstance(MultiScaleResidualBlock3D(8, 8, stride=(1, 2, 2)).residual, torch.nn.Identity)
+
+
+@pytest.mark.parametrize("dilations", [(1, 2, 3), (1, 4)])
+def test_factorized_block_spectral_taps_are_those_of_its_branches(dilations):
+    """A spectral impulse reaches the taps k +- d of every branch, and 3x3 pixels around it (batch norm, eval mode)."""
+    torch.manual_seed(0)
+    block = FactorizedMultiScaleBlock3D(4, 4, spectral_dilations=dilations, norm="batch").eval()
+    x = torch.zeros(1, 4, 16, 9, 9)
+    x[0, :, 8, 4, 4] = 1.0
+    with torch.no_grad():
+        reached = block(x).abs().sum(dim=(0, 1)) > 0  # (K, H, W)
+    spectral = reached.any(dim=(1, 2)).nonzero().flatten().tolist()
+    assert spectral == sorted({8 + j * d for d in dilations for j in (-1, 0, 1)})
+    assert reached.any(dim=0).sum() == 9  # the spatial 3x3 kernel, applied once
+
+
+def test_factorized_block_strides_and_shapes():
+    block = FactorizedMultiScaleBlock3D(4, 6, stride=(2, 2, 2), spectral_dilations=(1, 2, 3))
+    assert block(torch.randn(2, 4, 9, 16, 12)).shape == (2, 6, 5, 8, 6)
+    assert not isinstance(block.residual, torch.nn.Identity)
+    assert isinstance(FactorizedMultiScaleBlock3D(6, 6).residual, torch.nn.Identity)
 
 
 def test_attention_weights_sum_to_one_over_the_spectral_axis():

@@ -17,6 +17,8 @@ SECTIONS = (
     "workflows",
     "throughput",
     "comparison",
+    "recipes",
+    "instruments",
     "cells",
     "axis",
     "shipped",

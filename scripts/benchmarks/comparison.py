@@ -54,7 +54,7 @@ SWEEP_SEED = 2027
 class Model:
     key: str
     label: str
-    override: str | None  #: config merged after configs/train.yaml
+    override: str | tuple[str, ...] | None  #: config(s) merged after configs/train.yaml, in order
     cost_kind: str  #: model_cost section's network kind and keyword arguments (for parameters, latency, memory)
     cost_kwargs: dict = field(default_factory=dict)
 
@@ -271,6 +271,13 @@ def label_maps(folder: Path) -> dict[str, Path]:
     return {p.name[: -len(".nii.gz")]: p for p in folder.glob("*.nii.gz")}
 
 
+def override_files(model: Model) -> tuple[str, ...]:
+    """The configs merged after configs/train.yaml for ``model`` (none, one or several)."""
+    if model.override is None:
+        return ()
+    return (model.override,) if isinstance(model.override, str) else tuple(model.override)
+
+
 def run_dir(work: Path, model: Model, supervision: str, seed: int) -> Path:
     """Folder of one training run (train/, models/, eval/, logs, done.json)."""
     return work / "runs" / f"{model.key}_{supervision}_s{seed}"
@@ -302,7 +309,7 @@ def train_and_evaluate(
     ]
     train_args = [
         "--config_file",
-        config_files("configs/train.yaml", model.override),
+        config_files("configs/train.yaml", *override_files(model)),
         "--output_dir",
         str(folder / "train"),
         "--max_epochs",
@@ -320,7 +327,7 @@ def train_and_evaluate(
     best = re.findall(r"Key metric: val_mean_dice best value: ([\d.]+) at epoch: (\d+)", log)
     eval_args = [
         "--config_file",
-        config_files("configs/train.yaml", model.override, "configs/evaluate.yaml"),
+        config_files("configs/train.yaml", *override_files(model), "configs/evaluate.yaml"),
         "--output_dir",
         str(folder / "eval"),
         "--eval_split",
@@ -433,9 +440,14 @@ def model_costs() -> dict[tuple, dict]:
         return {}
     rows = json.loads(path.read_text()).get("model_cost", {}).get("rows", [])
     out = {}
+    import scripts.networks
+
     for r in rows:
         if list(r.get("size", [])) == [512, 512, 64]:
-            kwargs = {k: v for k, v in r["kwargs"].items() if k not in ("in_channels", "patch_size")}
+            kwargs = r["kwargs"]
+            if isinstance(kwargs, str):  # the name of a constant of scripts.networks (FAST_ENCODER)
+                kwargs = getattr(scripts.networks, kwargs)
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("in_channels", "patch_size")}
             out[(r["kind"], json.dumps(kwargs, sort_keys=True))] = r
     return out
 

@@ -18,6 +18,7 @@ bringing the machine down.
 from __future__ import annotations
 
 import gc
+import math
 import os
 import resource
 import statistics
@@ -35,13 +36,24 @@ TITLE = "Model cost: parameters, weights, MACs, CPU latency and peak memory"
 #: (label, network kind, constructor arguments). All models take (B, K, H, W) and give (B, 3, H, W).
 MODELS: tuple[tuple[str, str, dict], ...] = (
     ("HybridUNet (default)", "hybrid", {}),
+    ("HybridUNet, fast encoder ((2+1)D, batch norm, channels-last, stem stride 8)", "hybrid", "FAST_ENCODER"),
     ("HybridUNet, plain 3D blocks (no multi-scale residual)", "hybrid", {"multiscale_residual": False}),
     ("HybridUNet, mean instead of attention pooling", "hybrid", {"attention_pooling": False}),
     ("HybridUNet, mean instead of spectral compression", "hybrid", {"spectral_compression": False}),
+    (
+        "nnU-Net-style 2D (DynUNet, planned for 128x128, as trained)",
+        "nnunet2d",
+        {"in_channels": 64, "patch_size": (128, 128)},
+    ),
     ("nnU-Net-style 2D (DynUNet, planned for 256x256)", "nnunet2d", {"in_channels": 64, "patch_size": (256, 256)}),
     ("3D-UNet (BasicUNet 16-256) + spectral head", "unet3d", {}),
 )
-DEFAULT_MODEL, REFERENCE_MODEL = MODELS[0][0], MODELS[-1][0]
+DEFAULT_MODEL, FAST_MODEL, REFERENCE_MODEL = MODELS[0][0], MODELS[1][0], MODELS[-1][0]
+#: the nnU-Net-style network the latency target compares with: the one the benchmark trains (128x128 plan)
+NNUNET_MODEL = MODELS[5][0]
+#: latency targets against the nnU-Net-style network (ratio) and against the model's own FLOP-bound time
+TARGET_NNUNET_RATIO, TARGET_FLOP_BOUND_RATIO = 1.0, 2.0
+SGEMM_SIZE, SGEMM_REPEATS = 2048, 10
 SIZES_FULL = ((256, 256, 64), (512, 512, 64))
 SIZES_QUICK = ((256, 256, 64),)
 MEMORY_LIMIT_GIB = 18
@@ -51,9 +63,17 @@ BUSY_CPU_SHARE = 0.8
 RETRY_WAIT_S = 20
 
 
-def build_model(kind: str, kwargs: dict):
-    """Construct one of the benchmarked networks (imported here so the parent process stays light)."""
+def build_model(kind: str, kwargs: dict | str):
+    """Construct one of the benchmarked networks (imported here so the parent process stays light).
+
+    ``kwargs`` is a dict of constructor arguments or the name of a constant of :mod:`scripts.networks`
+    holding them (``"FAST_ENCODER"``), so the table follows the constant.
+    """
+    import scripts.networks
     from scripts.networks import HybridUNet, NNUNetStyle2D, UNet3DSpectral
+
+    if isinstance(kwargs, str):
+        kwargs = dict(getattr(scripts.networks, kwargs))
 
     factories = {"hybrid": HybridUNet, "nnunet2d": NNUNetStyle2D, "unet3d": UNet3DSpectral}
     if kind not in factories:
@@ -110,7 +130,25 @@ def _count_macs(model, x):
     return out, total[0]
 
 
-def measure(kind: str, kwargs: dict, size: tuple[int, int, int], repeats: int) -> dict:
+def sgemm_peak_gflops(size: int = SGEMM_SIZE, repeats: int = SGEMM_REPEATS) -> float:
+    """The machine's float32 matrix-multiply rate (GFLOP/s, best of ``repeats``) with torch's threads.
+
+    A square ``size``x``size`` product is the most FLOP-efficient thing the CPU does; a network's
+    FLOP-bound time is its floating-point operations (2 per multiply–accumulate) at this rate.
+    """
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def measure(kind: str, kwargs: dict | str, size: tuple[int, int, int], repeats: int) -> dict:
     """Measure one model at one input size ``(H, W, K)``; meant to run in a fresh subprocess."""
     import torch
 
@@ -155,7 +193,12 @@ def measure(kind: str, kwargs: dict, size: tuple[int, int, int], repeats: int) -
     return result
 
 
-def _measure_in_subprocess(kind: str, kwargs: dict, size: tuple[int, int, int], repeats: int) -> dict:
+def _in_subprocess(function, *args):
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def _measure_in_subprocess(kind: str, kwargs: dict | str, size: tuple[int, int, int], repeats: int) -> dict:
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         try:
             return pool.submit(measure, kind, kwargs, size, repeats).result()
@@ -163,7 +206,9 @@ def _measure_in_subprocess(kind: str, kwargs: dict, size: tuple[int, int, int], 
             return {"error": "the measuring process was killed (most likely out of memory)"}
 
 
-def measure_least_contended(kind: str, kwargs: dict, size: tuple[int, int, int], repeats: int, attempts: int) -> dict:
+def measure_least_contended(
+    kind: str, kwargs: dict | str, size: tuple[int, int, int], repeats: int, attempts: int
+) -> dict:
     """Measure up to ``attempts`` times while other processes compete for the CPU; keep the least contended run."""
     best: dict = {}
     for attempt in range(attempts):
@@ -190,6 +235,7 @@ def _targets_paragraph(rows: list[dict]) -> tuple[str, dict]:
     hybrid, reference = by_key.get((DEFAULT_MODEL, size), {}), by_key.get((REFERENCE_MODEL, size), {})
     verdicts = {True: "met", False: "**not met**", None: "undecided"}
     checks: dict[str, bool | None] = {}
+    # the original targets concern the default model; the latency-ratio targets both default and fast encoder
     parts = []
 
     weights = hybrid.get("weights_mb")
@@ -216,6 +262,20 @@ def _targets_paragraph(rows: list[dict]) -> tuple[str, dict]:
         checks[key] = relative_ok
         parts.append(f"{name} {mine:.2f} {unit} = {relative} ({target}): {verdicts[relative_ok]}")
 
+    nnunet = by_key.get((NNUNET_MODEL, size), {})
+    for label, name in ((DEFAULT_MODEL, "default"), (FAST_MODEL, "fast encoder")):
+        row = by_key.get((label, size), {})
+        ratio_nnunet, ratio_bound = row.get("nnunet_ratio"), row.get("flop_bound_ratio")
+        ok_nnunet = None if ratio_nnunet is None else ratio_nnunet <= TARGET_NNUNET_RATIO
+        ok_bound = None if ratio_bound is None else ratio_bound <= TARGET_FLOP_BOUND_RATIO
+        checks[f"{name}_vs_nnunet"], checks[f"{name}_vs_flop_bound"] = ok_nnunet, ok_bound
+        parts.append(
+            f"{name} HybridUNet latency {_fmt(row.get('latency_s'), '.2f')} s = {_fmt(ratio_nnunet, '.2f')}× the "
+            f"nnU-Net-style network's {_fmt(nnunet.get('latency_s'), '.2f')} s (target ≤ {TARGET_NNUNET_RATIO:.1f}×): "
+            f"{verdicts[ok_nnunet]}, and {_fmt(ratio_bound, '.1f')}× its FLOP-bound time "
+            f"(target ≤ {TARGET_FLOP_BOUND_RATIO:.0f}×): {verdicts[ok_bound]}"
+        )
+
     all_met = all(v is True for v in checks.values())
     text = f"**Targets** (default HybridUNet at {size[0]}×{size[1]}×{size[2]}, batch 1, this CPU): " + "; ".join(parts)
     text += ". " + ("All targets are met." if all_met else "Not all targets are met.")
@@ -227,12 +287,33 @@ def _targets_paragraph(rows: list[dict]) -> tuple[str, dict]:
 def run(quick: bool) -> SectionResult:
     sizes, repeats, attempts = (SIZES_QUICK, 1, 1) if quick else (SIZES_FULL, 3, 3)
     rows = []
+    peak = max(_in_subprocess(sgemm_peak_gflops) for _ in range(2 if quick else 3))
+    print(f"[model_cost] sgemm peak {peak:.1f} GFLOP/s", flush=True)
     for size in sizes:
         for label, kind, kwargs in MODELS:
             print(f"[model_cost] {label} at {size[0]}x{size[1]}x{size[2]} ...", flush=True)
             result = measure_least_contended(kind, kwargs, size, repeats, attempts)
             rows.append({"model": label, "kind": kind, "kwargs": kwargs, "size": size, "repeats": repeats, **result})
-    header = ["model", "input H×W×K", "parameters", "weights (MB)", "GMACs", "latency (s, median)", "peak memory (MiB)"]
+    for row in rows:
+        nnunet = next((r for r in rows if r["model"] == NNUNET_MODEL and r["size"] == row["size"]), {})
+        if row.get("latency_s") and row.get("gmacs"):
+            row["gflops"] = 2 * row["gmacs"] / row["latency_s"]
+            row["flop_bound_s"] = 2 * row["gmacs"] / peak
+            row["flop_bound_ratio"] = row["latency_s"] / row["flop_bound_s"]
+            if nnunet.get("latency_s"):
+                row["nnunet_ratio"] = row["latency_s"] / nnunet["latency_s"]
+    header = [
+        "model",
+        "input H×W×K",
+        "parameters",
+        "weights (MB)",
+        "GMACs",
+        "latency (s, median)",
+        "× nnU-Net-style latency",
+        "achieved GFLOP/s",
+        "× FLOP-bound time",
+        "peak memory (MiB)",
+    ]
     table_rows = [
         [
             r["model"],
@@ -241,6 +322,9 @@ def run(quick: bool) -> SectionResult:
             _fmt(r.get("weights_mb"), ".1f"),
             _fmt(r.get("gmacs"), ".1f"),
             _fmt(r.get("latency_s"), ".2f") if "error" not in r else r["error"],
+            _fmt(r.get("nnunet_ratio"), ".2f"),
+            _fmt(r.get("gflops"), ".1f"),
+            _fmt(r.get("flop_bound_ratio"), ".1f"),
             _fmt(r.get("peak_memory_mib"), ".0f"),
         ]
         for r in rows
@@ -260,8 +344,18 @@ def run(quick: bool) -> SectionResult:
         "the warm-up pass over the RSS just before it, each model and size in a fresh process; weights are the "
         "float32 `state_dict` saved with `torch.save`; GMACs count convolution, transposed-convolution and "
         "linear layers only (hooks; MACs = output elements × kernel volume × in_channels / groups). "
-        "The nnU-Net-style network takes the 64 frames as input channels and is planned for 256×256 patches "
-        "(the same network runs at both sizes)."
+        "The nnU-Net-style network takes the 64 frames as input channels; the one planned for 128×128 patches is "
+        "the one the benchmark trains and the latency ratios refer to. "
+        f"The machine's float32 matrix-multiply peak (torch.mm {SGEMM_SIZE}², best of {SGEMM_REPEATS}, best of "
+        f"several fresh processes) is **{peak:.1f} GFLOP/s**; achieved GFLOP/s = 2 × MACs / latency, and the "
+        "FLOP-bound time is 2 × MACs at that peak. "
+        f"The fast encoder is `scripts.networks.FAST_ENCODER` ({', '.join(f'{k}={v}' for k, v in _fast_kwargs().items())})."
     )
     markdown = "\n\n".join([markdown_table(header, table_rows), notes + " " + notes_busy, targets_text])
-    return SectionResult(markdown=markdown, data={"rows": rows, "targets": targets})
+    return SectionResult(markdown=markdown, data={"rows": rows, "targets": targets, "sgemm_peak_gflops": peak})
+
+
+def _fast_kwargs() -> dict:
+    from scripts.networks import FAST_ENCODER
+
+    return FAST_ENCODER

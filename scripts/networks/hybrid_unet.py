@@ -11,13 +11,23 @@ from scripts.networks.blocks import (
     DEFAULT_ACT,
     DEFAULT_NORM,
     AttentionSpectralPooling,
+    FactorizedMultiScaleBlock3D,
     MeanSpectralCompression,
     MeanSpectralPooling,
     MultiScaleResidualBlock3D,
     SpectralCompression,
 )
 
-__all__ = ["HybridUNet"]
+__all__ = ["ENCODER_CONVS", "FAST_ENCODER", "HybridUNet"]
+
+#: forms of the multi-scale residual 3D module: full 3x3x3 kernels, or (2+1)D (spatial 1x3x3, then spectral 3x1x1)
+ENCODER_CONVS = ("full", "factorized")
+
+#: constructor arguments of the fast spectral encoder (``configs/baselines/hybrid_fast_encoder.yaml``):
+#: (2+1)D multi-scale modules, batch normalisation (a fixed affine map at inference, no per-window
+#: statistics), channels-last 3D tensors and a spectral stride of 8 in the stem (8 spectral positions at
+#: full image resolution instead of 16). Measured in the model-cost section of docs/results.md.
+FAST_ENCODER: dict = {"encoder_conv": "factorized", "channels_last": True, "norm": "batch", "stem_spectral_stride": 8}
 
 
 class HybridUNet(nn.Module):
@@ -78,6 +88,12 @@ class HybridUNet(nn.Module):
         attention_pooling: attention-weighted (True) or mean (False) spectral pooling on the skips.
         spectral_compression: learned spectral compression (True) or mean over ``K`` (False) at the
             deepest level.
+        encoder_conv: ``"full"`` 3x3x3 branch kernels in the multi-scale residual module, or
+            ``"factorized"`` (2+1)D ones (:class:`~scripts.networks.blocks.FactorizedMultiScaleBlock3D`:
+            one spatial 1x3x3 convolution, then 3-tap spectral branches); the fast form.
+        channels_last: keep the 3D encoder's tensors channels-last (``torch.channels_last_3d``), the
+            layout CPU convolution libraries are fastest at; the same weights, the same results up to
+            float rounding.
         norm: normalisation type and arguments (MONAI ``Norm`` factory name), 3D and 2D.
         act: activation type and arguments (MONAI ``Act`` factory name).
         dropout: dropout probability in the encoder and decoder blocks, ``None`` for none.
@@ -114,6 +130,8 @@ class HybridUNet(nn.Module):
         multiscale_residual: bool | Sequence[bool] = True,
         attention_pooling: bool = True,
         spectral_compression: bool = True,
+        encoder_conv: str = "full",
+        channels_last: bool = False,
         norm: str | tuple = DEFAULT_NORM,
         act: str | tuple = DEFAULT_ACT,
         dropout: float | None = None,
@@ -140,6 +158,8 @@ class HybridUNet(nn.Module):
                 f"stem_spectral_kernel={stem_spectral_kernel} must be odd and positive and "
                 f"stem_spectral_stride={stem_spectral_stride} positive."
             )
+        if encoder_conv not in ENCODER_CONVS:
+            raise ValueError(f"encoder_conv must be one of {ENCODER_CONVS}, got {encoder_conv!r}.")
         msr = (multiscale_residual,) * depth if isinstance(multiscale_residual, bool) else tuple(multiscale_residual)
         if len(msr) != depth:
             raise ValueError(f"multiscale_residual {msr} must be one bool or one bool per level ({depth} levels).")
@@ -152,6 +172,8 @@ class HybridUNet(nn.Module):
         self.multiscale_residual = msr
         self.attention_pooling = attention_pooling
         self.spectral_compression = spectral_compression
+        self.encoder_conv = encoder_conv
+        self.channels_last = channels_last
 
         self.stem = Convolution(
             spatial_dims=3,
@@ -168,7 +190,8 @@ class HybridUNet(nn.Module):
             in_ch = features[max(level - 1, 0)]
             stride = (spectral_strides[level], 1, 1) if level == 0 else (spectral_strides[level], 2, 2)
             if msr[level]:
-                block: nn.Module = MultiScaleResidualBlock3D(
+                block_type = FactorizedMultiScaleBlock3D if encoder_conv == "factorized" else MultiScaleResidualBlock3D
+                block: nn.Module = block_type(
                     in_ch, features[level], stride, spectral_dilations, norm=norm, act=act, dropout=dropout
                 )
             else:
@@ -248,6 +271,8 @@ class HybridUNet(nn.Module):
         height, width = x.shape[2], x.shape[3]
         x = self.pad_field(x)
         h = self.stem(x.unsqueeze(1))
+        if self.channels_last:
+            h = h.contiguous(memory_format=torch.channels_last_3d)
         skips: list[torch.Tensor] = []
         for block, pool in zip(self.encoder, self.skip_pools):  # noqa: B905 - TorchScript has no zip(strict=)
             h = block(h)

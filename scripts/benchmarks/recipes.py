@@ -1,0 +1,319 @@
+"""Benchmark section: recipe and encoder study -- the hybrid-UNet against nnU-Net trained nnU-Net's way.
+
+Each *arm* is a network and a training recipe: configs merged after ``configs/train.yaml`` (a network
+override from ``configs/baselines/``, a recipe from ``configs/recipes/``). Every arm trains on the
+comparison section's data -- the same seeded 256² stacks of the easy, default and hard presets, the
+training stacks pooled, the best epoch chosen on the pooled validation stacks -- with one budget
+(:data:`STUDY`: 128² patches, ``epochs`` epochs of 12 iterations of 2 stacks x 4 patches, capped at
+``time_limit_s`` of wall time), and is scored by ``configs/evaluate.yaml`` on the 18 test stacks.
+The tuned optimized phasor labels the same test stacks.
+
+The arms compare:
+
+- **baselines**: the nnU-Net-style network with the bundle's recipe and with nnU-Net's own recipe
+  (``configs/recipes/nnunet.yaml``: SGD with Nesterov momentum 0.99, poly decay, deep supervision,
+  foreground oversampling, nnU-Net's augmentation, mirror test-time augmentation);
+- **encoders**: the shipped hybrid-UNet (full 3x3x3 modules, instance normalisation) and the fast
+  encoder (``scripts.networks.FAST_ENCODER``: (2+1)D modules, batch normalisation, channels-last,
+  stem spectral stride 8), at the same budget;
+- **recipe and normalisation of the fast encoder**: SGD with poly decay (``configs/recipes/sgd_poly.yaml``),
+  and instance instead of batch normalisation.
+
+Runs live in ``outputs/recipes/runs/<arm>_gt_s<seed>/`` (the data and phasor labels in
+``outputs/benchmark/``, shared with the comparison section) and are skipped when done with the same
+plan, so an interrupted study resumes where it stopped: it is run in :data:`ORDER`, most informative
+first. ``--budget B`` multiplies epochs and the time limit (e.g. on a GPU); ``--quick`` runs a tiny plan.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+from scripts.benchmarks import SectionResult
+from scripts.benchmarks import comparison as cmp
+from scripts.benchmarks import markdown_table, mean_sd
+from scripts.benchmarks.bundle_runs import REPO
+
+TITLE = "Recipe and encoder study: hybrid-UNet vs nnU-Net-style trained with nnU-Net's recipe"
+
+#: the study's plan: the comparison's data (same sizes and seeds, so its data are reused) at 128² patches
+STUDY = replace(cmp.FULL, patch=128, epochs=32, val_interval=4, time_limit_s=900, seeds={}, models=())
+QUICK = replace(cmp.QUICK, seeds={}, models=(), weak_supervision=False)
+
+FAST = "configs/baselines/hybrid_fast_encoder.yaml"
+NNUNET = "configs/baselines/nnunet_2d.yaml"
+ARMS = (
+    cmp.Model("nnunet_2d", "nnU-Net-style 2D, bundle recipe (AdamW, cosine)", NNUNET, "nnunet2d"),
+    cmp.Model(
+        "nnunet_2d_recipe", "nnU-Net-style 2D, nnU-Net's recipe", (NNUNET, "configs/recipes/nnunet.yaml"), "nnunet2d"
+    ),
+    cmp.Model("hybrid", "HybridUNet, shipped encoder (full 3D, instance norm), bundle recipe", None, "hybrid"),
+    cmp.Model(
+        "hybrid_fast", "HybridUNet, fast encoder, bundle recipe", FAST, "hybrid", {"__constant__": "FAST_ENCODER"}
+    ),
+    cmp.Model(
+        "hybrid_fast_sgd",
+        "HybridUNet, fast encoder, SGD + poly (nnU-Net's optimiser)",
+        (FAST, "configs/recipes/sgd_poly.yaml"),
+        "hybrid",
+        {"__constant__": "FAST_ENCODER"},
+    ),
+    cmp.Model(
+        "hybrid_fast_instance",
+        "HybridUNet, fast encoder with instance norm, bundle recipe",
+        "configs/baselines/hybrid_fast_instance_norm.yaml",
+        "hybrid",
+    ),
+)
+ARM_BY_KEY = {a.key: a for a in ARMS}
+#: (arm, seed) in the order they are run: one seed of every arm first, then the seeds of the main arms
+ORDER: tuple[tuple[str, int], ...] = (
+    ("hybrid_fast", 0),
+    ("nnunet_2d_recipe", 0),
+    ("nnunet_2d", 0),
+    ("hybrid", 0),
+    ("hybrid_fast_sgd", 0),
+    ("hybrid_fast_instance", 0),
+    ("hybrid_fast", 1),
+    ("nnunet_2d_recipe", 1),
+    ("nnunet_2d", 1),
+    ("hybrid_fast", 2),
+    ("nnunet_2d_recipe", 2),
+    ("nnunet_2d", 2),
+)
+QUICK_ORDER: tuple[tuple[str, int], ...] = (("hybrid_fast", 0), ("nnunet_2d_recipe", 0))
+
+
+def _resolved(arm: cmp.Model) -> cmp.Model:
+    """``arm`` with a ``{"__constant__": NAME}`` cost entry replaced by that constant of :mod:`scripts.networks`.
+
+    (Resolved late: importing the networks imports torch, which the benchmark's parent process avoids.)
+    """
+    name = arm.cost_kwargs.get("__constant__")
+    if name is None:
+        return arm
+    import scripts.networks
+
+    return replace(arm, cost_kwargs=dict(getattr(scripts.networks, name)))
+
+
+def scaled(plan: cmp.Plan, budget: float) -> cmp.Plan:
+    """``plan`` with its epochs and wall-time cap multiplied by ``budget`` (at least one epoch)."""
+    if budget <= 0:
+        raise ValueError(f"--budget must be positive, got {budget}.")
+    return replace(plan, epochs=max(1, round(plan.epochs * budget)), time_limit_s=round(plan.time_limit_s * budget))
+
+
+def measure(plan: cmp.Plan, order, data_work: Path, runs_work: Path, max_hours: float | None = None) -> dict:
+    """Train and score every (arm, seed) of ``order`` not done yet; returns records and per-image scores.
+
+    With ``max_hours``, no new run starts after that much wall time; the report then covers the runs done.
+    """
+    t0 = time.perf_counter()
+    data_work, runs_work = Path(data_work).resolve(), Path(runs_work).resolve()
+    data = cmp.build_data(data_work / "data", plan)
+    root, split = data_work / "data", data["split"]
+    truth = {s: cmp.truth_path(root, data, s) for s in data["stems"]}
+    tuned = cmp.run_phasor(data_work, data, "tuned", REPO / "configs" / "phasor_parameters.yaml")
+    lists = {"training": split["training"], "validation": split["validation"], "test": split["test"]}
+    datalist = cmp.write_datalist(
+        runs_work / "datalist_gt.json", lists, lambda s: cmp.image_path(root, data, s), truth.get
+    )
+    test = split["test"]
+    references = {
+        "gt": {s: cmp.read_labels(truth[s]) for s in test},
+        "phasor": {s: cmp.read_labels(tuned[s]) for s in test},
+    }
+    arms: dict = {}
+    skipped = []
+    for key, seed in order:
+        arm = ARM_BY_KEY[key]
+        entry = arms.setdefault(key, {"label": arm.label, "configs": cmp.override_files(arm), "seeds": {}, "runs": {}})
+        if max_hours is not None and (time.perf_counter() - t0) / 3600 > max_hours:
+            skipped.append([key, seed])
+            continue
+        record = cmp.train_and_evaluate(runs_work, plan, arm, "gt", seed, datalist, "test")
+        maps = cmp.label_maps(cmp.run_dir(runs_work, arm, "gt", seed) / "eval" / "overlays")
+        entry["seeds"][seed] = cmp.score_method(maps, test, references)
+        entry["runs"][seed] = record
+    phasor = {"label": cmp.PHASOR_METHODS["phasor_tuned"], "seeds": {0: cmp.score_method(tuned, test, references)}}
+    return {
+        "data": data,
+        "arms": {k: v for k, v in arms.items() if v["seeds"]},
+        "phasor": phasor,
+        "skipped": skipped,
+        "wall_s": time.perf_counter() - t0,
+    }
+
+
+def _pooled(entry: dict, stems: list[str]) -> dict:
+    """Mean ± sd over ``stems`` of the seed-averaged Dice vs ground truth, per class."""
+    averaged = cmp.seed_average(list(entry["seeds"].values()))
+    return {c: mean_sd(averaged[s]["gt"][c]["dice"] for s in stems) for c in cmp.CLASSES}
+
+
+def _seed_means(entry: dict, stems: list[str]) -> dict[str, list[float]]:
+    """Per class, the mean test Dice of each training seed."""
+    return {
+        c: [mean_sd(sc[s]["gt"][c]["dice"] for s in stems)["mean"] for sc in entry["seeds"].values()]
+        for c in cmp.CLASSES
+    }
+
+
+def compare(a: dict, b: dict, stems: list[str]) -> dict[str, str]:
+    """Per class, whether arm ``a`` is ahead of, tied with or behind arm ``b`` (a tie: within the larger seed sd)."""
+    ma, mb = _seed_means(a, stems), _seed_means(b, stems)
+    out = {}
+    for c in cmp.CLASSES:
+        diff = float(np.mean(ma[c]) - np.mean(mb[c]))
+        sds = [float(np.std(v)) for v in (ma[c], mb[c]) if len(v) > 1]
+        tol = max(sds) if sds else math.nan
+        if math.isnan(tol):
+            verdict = "ahead" if diff > 0 else "behind"
+            verdict += " (one seed: no sd to call a tie)"
+        else:
+            verdict = "tie" if abs(diff) <= tol else "ahead" if diff > 0 else "behind"
+        out[c] = f"{verdict} ({diff:+.3f}, seed sd {tol:.3f})"
+    return out
+
+
+def report(result: dict, plan: cmp.Plan, budget: float) -> SectionResult:
+    data, arms, phasor = result["data"], result["arms"], result["phasor"]
+    test = data["split"]["test"]
+    by_preset = {p: [s for s in test if data["stems"][s]["preset"] == p] for p in cmp.PRESETS}
+    costs = cmp.model_costs()
+    rows, per_preset_rows, json_arms = [], [], {}
+    for key, entry in [*arms.items(), ("phasor_tuned", phasor)]:
+        pooled = _pooled(entry, test)
+        seeds = _seed_means(entry, test)
+        runs = entry.get("runs", {})
+        presets = [_pooled(entry, by_preset[p]) for p in cmp.PRESETS]
+        per_preset_rows.append([entry["label"], *[cmp._cell(pr[c]) for pr in presets for c in cmp.CLASSES]])
+        if runs:
+            recs = list(runs.values())
+            sd = " / ".join(f"{np.std(seeds[c]):.3f}" for c in cmp.CLASSES) if len(recs) > 1 else "–"
+            epochs = (
+                f"{min(r['epochs_done'] for r in recs)}{'*' if any(r['stopped_by_time_limit'] for r in recs) else ''}"
+            )
+            best = ", ".join(
+                f"{r['best_val_mean_dice']:.3f} ({r['best_epoch']})" for r in recs if r["best_val_mean_dice"]
+            )
+            cost = cmp.cost_of(_resolved(ARM_BY_KEY[key]), costs)
+            configs = ", ".join(f"`{c}`" for c in entry["configs"]) or "`configs/train.yaml` only"
+            rows.append(
+                [
+                    entry["label"],
+                    configs,
+                    ", ".join(str(s) for s in runs),
+                    epochs,
+                    f"{np.mean([r['train_wall_s'] for r in recs]) / 60:.1f}",
+                    best,
+                    cmp._cell(pooled["nucleus"]),
+                    cmp._cell(pooled["lipid_droplet"]),
+                    sd,
+                    f"{cost['latency_s']:.2f}" if cost.get("latency_s") else "–",
+                ]
+            )
+        else:
+            rows.append(
+                [
+                    entry["label"],
+                    "`configs/phasor.yaml`",
+                    "–",
+                    "–",
+                    "–",
+                    "–",
+                    cmp._cell(pooled["nucleus"]),
+                    cmp._cell(pooled["lipid_droplet"]),
+                    "–",
+                    "see phasor section",
+                ]
+            )
+        json_arms[key] = {
+            "label": entry["label"],
+            "configs": entry.get("configs", ["configs/phasor.yaml"]),
+            "pooled": pooled,
+            "per_preset": dict(zip(cmp.PRESETS, presets, strict=True)),
+            "seed_means": seeds,
+            "runs": runs,
+        }
+    header = [
+        "arm",
+        "configs after `configs/train.yaml`",
+        "seeds",
+        f"epochs (of {plan.epochs})",
+        "training wall (min, mean)",
+        "best validation mean Dice (epoch), per seed",
+        "Dice nucleus",
+        "Dice lipid droplet",
+        "seed sd of the mean (nucleus / LD)",
+        "latency 512²×64 (s)",
+    ]
+    preset_header = ["arm"] + [f"{p}: {cmp.CLASS_NAMES[c]}" for p in cmp.PRESETS for c in cmp.CLASSES]
+
+    verdicts = []
+    hybrids = [k for k in arms if k.startswith("hybrid")]
+    nnunets = [k for k in arms if k.startswith("nnunet")]
+    if hybrids and nnunets:
+
+        def pooled_mean(k):
+            return float(np.mean([_pooled(arms[k], test)[c]["mean"] for c in cmp.CLASSES]))
+
+        best_h, best_n = max(hybrids, key=pooled_mean), max(nnunets, key=pooled_mean)
+        vs_n = compare(arms[best_h], arms[best_n], test)
+        vs_p = compare(arms[best_h], phasor, test)
+        verdicts.append(
+            f"Best hybrid arm (by pooled mean Dice): **{arms[best_h]['label']}**; best nnU-Net-style arm: "
+            f"**{arms[best_n]['label']}**. Hybrid vs nnU-Net-style: nucleus {vs_n['nucleus']}, lipid droplet "
+            f"{vs_n['lipid_droplet']}. Hybrid vs tuned phasor: nucleus {vs_p['nucleus']}, lipid droplet "
+            f"{vs_p['lipid_droplet']}. Target: hybrid ≥ nnU-Net-style on both classes (a difference within the "
+            "seed sd is a tie) and ahead of the tuned phasor on both."
+        )
+    if result["skipped"]:
+        verdicts.append(
+            "Not run in this invocation (wall-time cap reached; rerun to continue): "
+            + ", ".join(f"{k} seed {s}" for k, s in result["skipped"])
+            + "."
+        )
+    notes = (
+        f"**Plan.** Data of the comparison section ({plan.size}² × 64 stacks; per preset {plan.per_preset[0]} "
+        f"training, {plan.per_preset[1]} validation, {plan.per_preset[2]} test; presets easy, default, hard pooled "
+        f"for training). Budget per run (`--budget {budget:g}`): {plan.epochs} epochs of 12 iterations (2 stacks × 4 "
+        f"patches of {plan.patch}²×64), validation every {plan.val_interval} epochs, or {plan.time_limit_s / 60:.0f} "
+        "min of wall time, whichever ends first (`*`: stopped by the time limit; the wall column shows what each "
+        "arm used, so the table reports equal epochs and, where the cap bit, equal wall time). Dice: mean ± sd over "
+        f"the {len(test)} test stacks of each stack's score averaged over the seeds; seed sd: sd over seeds of the "
+        "mean test Dice. Latency: model-cost section (the fast encoder's row; nnU-Net-style planned for 128²)."
+    )
+    markdown = "\n\n".join(
+        [
+            markdown_table(header, rows),
+            "Per preset (Dice vs ground truth):",
+            markdown_table(preset_header, per_preset_rows),
+            notes,
+            *verdicts,
+        ]
+    )
+    return SectionResult(
+        markdown=markdown,
+        data={
+            "plan": asdict(plan),
+            "budget": budget,
+            "arms": json_arms,
+            "skipped": result["skipped"],
+            "wall_s": result["wall_s"],
+        },
+    )
+
+
+def run(quick: bool = False, budget: float = 1.0, max_hours: float | None = None) -> SectionResult:
+    """Run (or resume) the study and write its tables; see the module docstring."""
+    plan = scaled(QUICK if quick else STUDY, budget)
+    data_work = REPO / "outputs" / ("benchmark_quick" if quick else "benchmark")
+    runs_work = REPO / "outputs" / ("recipes_quick" if quick else "recipes")
+    runs_work.mkdir(parents=True, exist_ok=True)
+    return report(measure(plan, QUICK_ORDER if quick else ORDER, data_work, runs_work, max_hours), plan, budget)

@@ -1,0 +1,79 @@
+"""Tests of the recipe and encoder study (scripts.benchmarks.recipes): its arms, budget and verdicts."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from monai.bundle import ConfigParser
+from scripts.benchmarks import comparison as cmp
+from scripts.benchmarks import recipes
+from scripts.benchmarks.bundle_runs import REPO
+from scripts.networks import FAST_ENCODER, HybridUNet, NNUNetStyle2D
+
+
+def _parser(arm: cmp.Model) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config([str(REPO / "configs" / "train.yaml"), *(str(REPO / f) for f in cmp.override_files(arm))])
+    parser.update({"bundle_root": str(REPO), "device": "$torch.device('cpu')"})
+    return parser
+
+
+@pytest.mark.parametrize("arm", recipes.ARMS, ids=lambda a: a.key)
+def test_every_arm_builds_its_network_and_optimizer_from_its_configs(arm):
+    parser = _parser(arm)
+    net = parser.get_parsed_content("network_def")
+    assert isinstance(net, HybridUNet if arm.key.startswith("hybrid") else NNUNetStyle2D)
+    optimizer = parser.get_parsed_content("train#optimizer")
+    expected = torch.optim.SGD if arm.key.endswith(("_sgd", "_recipe")) else torch.optim.AdamW
+    assert isinstance(optimizer, expected)
+
+
+def test_the_fast_encoder_config_is_the_fast_encoder_constant():
+    net_def = _parser(recipes.ARM_BY_KEY["hybrid_fast"]).get("network_def")
+    assert {k: v for k, v in net_def.items() if k not in ("_target_", "out_channels")} == FAST_ENCODER
+    instance = _parser(recipes.ARM_BY_KEY["hybrid_fast_instance"]).get("network_def")
+    assert {k: v for k, v in instance.items() if k not in ("_target_", "out_channels", "norm")} == {
+        k: v for k, v in FAST_ENCODER.items() if k != "norm"
+    }
+    assert instance["norm"][0] == "instance"
+
+
+def test_the_run_order_covers_every_arm_and_three_seeds_of_the_main_arms():
+    assert {key for key, _ in recipes.ORDER} == set(recipes.ARM_BY_KEY)
+    assert len(set(recipes.ORDER)) == len(recipes.ORDER)
+    for key in ("hybrid_fast", "nnunet_2d_recipe", "nnunet_2d"):
+        assert sorted(s for k, s in recipes.ORDER if k == key) == [0, 1, 2]
+    assert recipes.STUDY.patch == 128
+
+
+def test_budget_scales_epochs_and_wall_time():
+    plan = recipes.scaled(recipes.STUDY, 10)
+    assert (plan.epochs, plan.time_limit_s) == (10 * recipes.STUDY.epochs, 10 * recipes.STUDY.time_limit_s)
+    assert recipes.scaled(recipes.STUDY, 0.01).epochs == 1
+    with pytest.raises(ValueError, match="--budget must be positive"):
+        recipes.scaled(recipes.STUDY, 0)
+
+
+def _entry(per_seed_dice: list[tuple[float, float]]) -> dict:
+    """An arm scored on two stacks, each stack scoring the given (nucleus, droplet) Dice for that seed."""
+    return {
+        "seeds": {
+            seed: {stem: {"gt": {"nucleus": {"dice": nuc}, "lipid_droplet": {"dice": ld}}} for stem in ("a", "b")}
+            for seed, (nuc, ld) in enumerate(per_seed_dice)
+        }
+    }
+
+
+def test_a_difference_within_the_seed_sd_is_a_tie():
+    hybrid = _entry([(0.90, 0.80), (0.92, 0.84), (0.94, 0.88)])  # sd 0.016 / 0.033
+    nnunet = _entry([(0.93, 0.70), (0.93, 0.70), (0.93, 0.70)])
+    verdict = recipes.compare(hybrid, nnunet, ["a", "b"])
+    assert verdict["nucleus"].startswith("tie (-0.010")
+    assert verdict["lipid_droplet"].startswith("ahead (+0.140")
+    assert recipes.compare(nnunet, hybrid, ["a", "b"])["lipid_droplet"].startswith("behind (-0.140")
+    single = recipes.compare(_entry([(0.9, 0.9)]), _entry([(0.8, 0.8)]), ["a", "b"])
+    assert "one seed" in single["nucleus"]
+    assert single["nucleus"].startswith("ahead")
+    assert not math.isnan(float(verdict["nucleus"].split("seed sd ")[1].rstrip(")")))
