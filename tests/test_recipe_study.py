@@ -77,3 +77,39 @@ def test_a_difference_within_the_seed_sd_is_a_tie():
     assert "one seed" in single["nucleus"]
     assert single["nucleus"].startswith("ahead")
     assert not math.isnan(float(verdict["nucleus"].split("seed sd ")[1].rstrip(")")))
+
+
+def test_ablation_switches_apply_on_top_of_the_fast_encoder():
+    from scripts.networks.blocks import FactorizedMultiScaleBlock3D, MeanSpectralCompression, MeanSpectralPooling
+
+    built = {
+        name: _parser(recipes.ARM_BY_KEY[f"hybrid_fast_{name}"]).get_parsed_content("network_def")
+        for name in recipes.ABLATIONS
+    }
+    for name, net in built.items():
+        types = {type(m) for m in net.modules()}
+        assert net.encoder_conv == "factorized"  # still the fast encoder
+        assert net.channels_last
+        assert (FactorizedMultiScaleBlock3D not in types) == (name == "no_multiscale")
+        assert (MeanSpectralPooling in types) == (name == "mean_pooling")
+        assert (MeanSpectralCompression in types) == (name == "plain_compression")
+
+
+def test_an_interrupted_run_resumes_and_counts_the_work_of_every_attempt(tmp_path):
+    import os
+
+    folder = tmp_path / "run"
+    key = {"plan": {"epochs": 2}, "model": "hybrid_fast", "seed": 0}
+    first = cmp._attempts(folder, key)
+    assert len(first) == 1
+    checkpoint = folder / "train" / "checkpoints" / "checkpoint_epoch=1.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"x")
+    os.utime(checkpoint, (first[0]["start"] + 60, first[0]["start"] + 60))  # the last epoch saved a minute in
+    resumed = cmp._attempts(folder, key)
+    assert len(resumed) == 2
+    assert resumed[0]["end"] - resumed[0]["start"] == pytest.approx(60)
+    assert checkpoint.is_file()  # resumed from, not cleared
+    other = cmp._attempts(folder, {**key, "seed": 1})  # another plan: start afresh
+    assert len(other) == 1
+    assert not checkpoint.exists()

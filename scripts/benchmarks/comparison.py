@@ -296,7 +296,7 @@ def train_and_evaluate(
     key = {"plan": asdict(plan), "model": model.key, "supervision": supervision, "seed": seed, "split": eval_split}
     if record := _done(folder / "done.json", key):
         return record
-    shutil.rmtree(folder, ignore_errors=True)
+    attempts = _attempts(folder, key)
     common = [
         "--datalist_file",
         str(datalist),
@@ -322,8 +322,9 @@ def train_and_evaluate(
         str(plan.time_limit_s),
         *common,
     ]
-    print(f"[comparison] training {folder.name} ...", flush=True)
+    print(f"[comparison] training {folder.name}{' (resumed)' if len(attempts) > 1 else ''} ...", flush=True)
     wall, peak, log = bundle_run(train_args, log_file=folder / "train.log")
+    wall += sum(a["end"] - a["start"] for a in attempts[:-1])  # the interrupted attempts' work
     best = re.findall(r"Key metric: val_mean_dice best value: ([\d.]+) at epoch: (\d+)", log)
     eval_args = [
         "--config_file",
@@ -343,6 +344,7 @@ def train_and_evaluate(
         "parameters": checkpoint_parameters(folder / "models"),
         "plan": key,
         "train_wall_s": wall,
+        "attempts": len(attempts),
         "train_peak_rss_mib": peak,
         "epochs_done": _epochs_done(log),
         "stopped_by_time_limit": "time limit: stopping" in log,
@@ -352,6 +354,28 @@ def train_and_evaluate(
     }
     _write_json(folder / "done.json", record)
     return record
+
+
+def _attempts(folder: Path, key: dict) -> list[dict]:
+    """Start (or resume) the run in ``folder``: its training attempts so far, the new one last.
+
+    A run interrupted by a kill resumes from its last epoch checkpoint (``configs/train.yaml`` resumes
+    from ``output_dir/checkpoints``) if it was started for the same plan; otherwise the folder is cleared.
+    An interrupted attempt's work ends at its newest checkpoint, which is what the wall time counts.
+    """
+    started = folder / "started.json"
+    previous = _done(started, key)
+    if previous is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        attempts = []
+    else:
+        attempts = previous["attempts"]
+        checkpoints = list((folder / "train" / "checkpoints").glob("*"))
+        attempts[-1]["end"] = max((p.stat().st_mtime for p in checkpoints), default=attempts[-1]["start"])
+    attempts.append({"start": time.time()})
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_json(started, {"plan": key, "attempts": attempts})
+    return attempts
 
 
 def checkpoint_parameters(folder: Path) -> int:
