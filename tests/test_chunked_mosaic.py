@@ -234,3 +234,41 @@ def test_reading_chunked_input_without_zarr_says_how_to_install_it(tmp_path, mon
     monkeypatch.setattr(builtins, "__import__", no_zarr)
     with pytest.raises(HSRSInputError, match=r"f.ome.zarr: reading chunked stacks .* pip install 'zarr>=3'"):
         read_header(path)
+
+
+@pytest.mark.parametrize("version", ["0.4", "0.5"])
+def test_a_mosaic_label_map_can_be_an_ome_zarr_label_image_equal_to_the_tiff(tmp_path, phantom, version):
+    import zarr
+    from scripts.engine.batch import stack_is_complete
+    from scripts.io.ome_zarr import write_label_tiles_ome_zarr
+
+    stack, wavenumbers = phantom
+    source = write_ome_zarr(tmp_path / "field.ome.zarr", stack, wavenumbers, 0.25, chunk=32)
+    as_tiff, _, _ = _segmenter(tmp_path / "tif", tile_px=48)
+    as_zarr, _, _ = _segmenter(tmp_path / "zarr", tile_px=48, label_format="ome.zarr")
+    expected = read_hsrs(as_tiff.output_dir / f"{as_tiff.segment(source)['stem']}.tif")[0][0]
+    row = as_zarr.segment(source)
+    out = as_zarr.output_dir / f"{row['stem']}.ome.zarr"
+    group = zarr.open_group(str(out), mode="r")
+    assert np.array_equal(group["0"][:], expected)  # the same labels, whole (144 × 112 in 48-px chunks)
+    assert group["0"].chunks == (48, 48)
+    attrs = dict(group.attrs)
+    meta = attrs if "multiscales" in attrs else attrs["ome"]
+    assert [a["name"] for a in meta["multiscales"][0]["axes"]] == ["y", "x"]
+    names = {p["label-value"]: p["class"] for p in meta["image-label"]["properties"]}
+    assert names == {0: "background", 1: "nucleus", 2: "lipid_droplet"}
+    assert stack_is_complete({"image": str(source)}, as_zarr.output_dir, ["{stem}.ome.zarr"], {"summary.csv": "stem"})
+    # written in the chosen OME-NGFF version; a wrong number of tiles leaves no folder behind
+    write_label_tiles_ome_zarr(
+        tmp_path / "v.ome.zarr", (20, 20), 16, iter([np.ones((16, 16), np.uint8)] * 4), {"a": 1}, version=version
+    )
+    assert zarr.open_group(str(tmp_path / "v.ome.zarr"), mode="r").metadata.zarr_format == (
+        2 if version == "0.4" else 3
+    )
+    with pytest.raises(ValueError, match="3 tiles given"):
+        write_label_tiles_ome_zarr(
+            tmp_path / "w.ome.zarr", (20, 20), 16, iter([np.ones((16, 16), np.uint8)] * 3), {"a": 1}
+        )
+    assert not (tmp_path / "w.ome.zarr").exists()
+    with pytest.raises(Exception, match="label_format must be one of"):
+        _segmenter(tmp_path / "bad", label_format="png")

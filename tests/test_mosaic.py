@@ -147,6 +147,31 @@ def test_mosaic_config_writes_a_tiled_label_map_and_summary_row_and_resumes(mosa
     assert wf.parser.get_parsed_content("stacks") == []  # complete: a rerun with resume rewrites nothing
     wf.run()
     assert (tmp_path / "field.tif").stat().st_mtime_ns == mtime
+    # --label_format ome.zarr: the same map as an OME-Zarr label image, and resume counts the folder as written
+    pytest.importorskip("zarr")
+    wf = workflow(
+        configs,
+        "infer",
+        dataset_dir=str(mosaic_file.parent),
+        output_dir=str(tmp_path / "zarr"),
+        tile_px=64,
+        label_format="ome.zarr",
+        **override,
+    )
+    wf.run()
+    from scripts.io.ome_zarr import read_label_image
+
+    assert np.array_equal(read_label_image(tmp_path / "zarr" / "field.ome.zarr"), labels[0])
+    wf = workflow(
+        configs,
+        "infer",
+        dataset_dir=str(mosaic_file.parent),
+        output_dir=str(tmp_path / "zarr"),
+        resume=True,
+        label_format="ome.zarr",
+        **override,
+    )
+    assert wf.parser.get_parsed_content("stacks") == []
 
 
 def test_mosaic_memory_setting_must_be_positive(tmp_path):

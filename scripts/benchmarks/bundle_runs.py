@@ -57,11 +57,20 @@ def config_files(*files: str | None) -> str:
     return files[0] if len(files) == 1 else "['" + "','".join(files) + "']"
 
 
-def inference_inferer(**overrides):
-    """The sliding-window inferer of ``configs/inference.yaml`` (window, overlap, blending as shipped), parsed."""
+def _inference_parser(overrides: dict):
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(str(REPO / "configs" / "inference.yaml"))
     parser.update({"bundle_root": str(REPO), "device": "$torch.device('cpu')", **overrides})
-    return parser.get_parsed_content("inferer")
+    return parser
+
+
+def inference_inferer(**overrides):
+    """The sliding-window inferer of ``configs/inference.yaml`` (window, overlap, blending as shipped), parsed."""
+    return _inference_parser(overrides).get_parsed_content("inferer")
+
+
+def inference_network(**overrides):
+    """The network of ``configs/inference.yaml`` (``network_def``, untrained), parsed; ``overrides`` as ids."""
+    return _inference_parser(overrides).get_parsed_content("network_def")

@@ -32,18 +32,19 @@ PRESET_ORDER = ("easy", "default", "hard", "tissue", "randomized")
 TARGETS: dict[str, tuple[float, float]] = {"default": (0.95, 0.95), "hard": (0.88, 0.85), "tissue": (0.85, 0.85)}
 CLASSES = ("nucleus", "lipid_droplet")
 WEIGHTS = os.path.join(os.path.dirname(__file__), "..", "..", "models", "model.pt")
+#: ``configs/inference.yaml`` ids to override for the network (empty: the shipped network, as the config builds it)
+NETWORK_OVERRIDES: dict = {}
 
 
 def _segmenters():
     import torch
     from monai.data import MetaTensor
-    from scripts.benchmarks.bundle_runs import inference_inferer
-    from scripts.networks import HybridUNet
+    from scripts.benchmarks.bundle_runs import inference_inferer, inference_network
     from scripts.phasor.parameters import load_parameters
     from scripts.phasor.segmenter import PhasorSegmenter
     from scripts.transforms.array import NormalizeSpectralIntensity, SpectralResample
 
-    network = HybridUNet(out_channels=3)
+    network = inference_network(**NETWORK_OVERRIDES)  # as configs/inference.yaml builds it
     network.load_state_dict(torch.load(WEIGHTS, map_location="cpu"))
     network.eval()
     inferer = inference_inferer()  # configs/inference.yaml's window, overlap and blending

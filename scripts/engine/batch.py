@@ -103,7 +103,7 @@ def stack_is_complete(
     output_dir = Path(output_dir)
     image = str(item["image"])
     stem = stack_stem(image)
-    if not all((output_dir / f.format(stem=stem)).is_file() for f in files):
+    if not all(_is_output(output_dir / f.format(stem=stem)) for f in files):
         return False
     for table, key in tables.items():
         by_stem = rows[table] if rows is not None else _rows_by_stem(output_dir / table, key)
@@ -113,6 +113,11 @@ def stack_is_complete(
         if row.get("image") and Path(row["image"]).resolve() != Path(image).resolve():
             return False
     return True
+
+
+def _is_output(path: Path) -> bool:
+    """A written output: a file, or an OME-Zarr folder (renamed into place only when complete)."""
+    return path.is_file() or (path.name.endswith(".zarr") and path.is_dir())
 
 
 def writer_outputs(writer) -> tuple[list[str], dict[str, str]]:

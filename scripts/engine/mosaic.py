@@ -16,7 +16,8 @@
    region. MONAI places the same windows on the region as on the whole field there, with the same
    Gaussian weights, so the tile's logits are those of the whole field: no seam, and no margin to
    tune (the margin is whatever the windows need: up to one window on each side);
-4. writes each tile of the label map as it is done into a tiled TIFF (:func:`write_label_tiles`,
+4. writes each tile of the label map as it is done into a tiled TIFF, or with ``label_format="ome.zarr"``
+   into an OME-Zarr label image, one chunk per tile (:func:`write_label_tiles`,
    atomic), then a row of ``summary.csv`` (as :class:`~scripts.engine.segmentation_writer.SegmentationWriter`).
 
 Peak memory ≈ the process and the network's activations for one batch of windows + one region
@@ -55,7 +56,7 @@ from scripts.io.mosaic import (
     open_lazily,
     write_label_tiles,
 )
-from scripts.io.ome_zarr import DEFAULT_CONCURRENCY
+from scripts.io.ome_zarr import DEFAULT_CONCURRENCY, read_label_image
 from scripts.io.tables import update_table
 from scripts.io.writer import check_writable
 from scripts.spectra.calibration import check_axis
@@ -67,6 +68,8 @@ logger = logging.getLogger(__name__)
 ACTIVATION_BYTES_PER_WINDOW_PX = 2800
 #: read amplification (pixels decoded / pixels used) above which the chunk layout is worth a WARNING
 AMPLIFICATION_WARNING = 4.0
+#: label-map formats a mosaic can be written in tile by tile: a tiled TIFF, or an OME-Zarr label image
+LABEL_FORMATS = ("tif", "ome.zarr")
 
 
 def process_rss_bytes() -> int:
@@ -152,6 +155,7 @@ class MosaicSegmenter:
         sample_px: int = 256,
         weights_loader=None,
         summary_csv: str = "summary.csv",
+        label_format: str = "tif",
     ):
         self.network, self.inferer = network, inferer
         self.output_dir = check_writable(output_dir)
@@ -163,6 +167,9 @@ class MosaicSegmenter:
         self.tile_px = None if tile_px is None else int(tile_px)
         self.min_frames, self.axis_check, self.sample_px = int(min_frames), axis_check, int(sample_px)
         self.weights_loader, self.summary_csv = weights_loader, summary_csv
+        if label_format not in LABEL_FORMATS:
+            raise HSRSOptionError(f"label_format must be one of {LABEL_FORMATS} for a mosaic, got {label_format!r}.")
+        self.label_format = label_format
         self.resample = SpectralResample(min_frames=self.min_frames)
         self.normalize = NormalizeSpectralIntensity()
         self._weights_loaded = False
@@ -346,7 +353,9 @@ class MosaicSegmenter:
                 progress.iteration_completed(None)
 
         stem = stack_stem(path)
-        out = write_label_tiles(self.output_dir / f"{stem}.tif", (h, w), tile, label_tiles(), lazy.pixel_size_um)
+        out = write_label_tiles(
+            self.output_dir / f"{stem}.{self.label_format}", (h, w), tile, label_tiles(), lazy.pixel_size_um
+        )
         lazy.close()
         row = self._summary(out, path, stem, (h, w), lazy.pixel_size_um, check.flag)
         total = time.perf_counter() - started
@@ -393,7 +402,8 @@ class MosaicSegmenter:
     ) -> dict:
         import tifffile
 
-        labels = tifffile.imread(str(label_file))
+        zarr_labels = label_file.name.endswith(".zarr")
+        labels = read_label_image(label_file) if zarr_labels else tifffile.imread(str(label_file))
         stats = label_statistics(labels)
         del labels
         row = {"stem": stem, "image": str(source), "height": field[0], "width": field[1], "pixel_size_um": pixel or ""}

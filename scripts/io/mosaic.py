@@ -46,7 +46,7 @@ from scripts.io.atomic import atomic_path
 from scripts.io.errors import HSRSInputError
 from scripts.io.formats import stack_format, stack_stem
 from scripts.io.headers import read_header
-from scripts.io.ome_zarr import ZARR_HINT, ChunkedStack, open_ome_zarr, open_tiff_chunks
+from scripts.io.ome_zarr import ZARR_HINT, ChunkedStack, open_ome_zarr, open_tiff_chunks, write_label_tiles_ome_zarr
 from scripts.io.writer import LABELS
 
 GIB = 1024**3
@@ -293,12 +293,16 @@ def write_label_tiles(
     path: str | Path, shape: tuple[int, int], tile: int, tiles: Iterator[np.ndarray], pixel_size_um: float | None = None
 ) -> Path:
     """Write a (H, W) uint8 label map from ``tiles`` (row-major, each ``tile`` × ``tile``, padded at the
-    right and bottom borders) as a tiled, zlib-compressed TIFF, atomically (:func:`atomic_path`).
+    right and bottom borders) as a tiled, zlib-compressed TIFF, atomically (:func:`atomic_path`), or, for a
+    ``path`` ending in ``.ome.zarr``, as an OME-Zarr label image
+    (:func:`scripts.io.ome_zarr.write_label_tiles_ome_zarr`, one chunk per tile).
 
     ``tile`` must be a multiple of 16 (TIFF). Only the tile being written is held in memory.
     """
     import tifffile
 
+    if str(path).endswith(".zarr"):
+        return write_label_tiles_ome_zarr(path, shape, tile, tiles, LABELS, pixel_size_um)
     if tile % 16:
         raise ValueError(f"TIFF tiles must be a multiple of 16 px, got {tile}.")
     extra: dict[str, Any] = {"pixel_size_um": float(pixel_size_um)} if pixel_size_um else {}

@@ -414,3 +414,80 @@ def write_ome_zarr(
                 part = data.region(y0, y1, x0, x1) if hasattr(data, "region") else data[:, y0:y1, x0:x1]
                 array[:, y0:y1, x0:x1] = np.asarray(part).astype(dtype, copy=False)
     return path
+
+
+#: display colours (RGBA) of the label values in an OME-Zarr label image: nucleus blue, lipid droplet yellow
+LABEL_COLOURS = {0: [0, 0, 0, 0], 1: [40, 90, 255, 255], 2: [255, 210, 0, 255]}
+
+
+def write_label_tiles_ome_zarr(
+    path: str | Path,
+    shape: tuple[int, int],
+    tile: int,
+    tiles: Iterator[np.ndarray],
+    labels: dict[str, int],
+    pixel_size_um: float | None = None,
+    version: str = "0.4",
+) -> Path:
+    """Write a (H, W) uint8 label map from ``tiles`` as an OME-Zarr label image, one chunk per tile, atomically.
+
+    ``tiles`` come row-major, each ``tile`` × ``tile`` (padded at the right and bottom borders; the
+    padding is cut off). The group carries OME-NGFF ``multiscales`` (axes ``y``, ``x``, level ``0``)
+    and ``image-label`` metadata: each label value's name (``properties``) and display colour, so
+    napari and other OME-Zarr viewers show the classes by name. Only the tile being written is in
+    memory; the folder appears complete or not at all (:func:`atomic_folder`).
+
+    Args:
+        path: the ``.ome.zarr`` folder to create (replaced when it exists).
+        shape: (H, W) of the label map.
+        tile: tile side in pixels (the chunk side).
+        tiles: the tiles, (tile, tile) uint8 each.
+        labels: ``{class name: label value}``.
+        pixel_size_um: stored as the attribute and as the scale of ``y`` and ``x``.
+        version: OME-NGFF ``"0.4"`` (zarr v2) or ``"0.5"`` (zarr v3).
+    """
+    if version not in ("0.4", "0.5"):
+        raise ValueError(f"version must be '0.4' or '0.5', got {version!r}.")
+    path = Path(path)
+    zarr = import_zarr(path)
+    h, w = (int(s) for s in shape)
+    ms = _multiscales(list(SPATIAL), pixel_size_um, version)
+    image_label = {
+        "colors": [{"label-value": v, "rgba": LABEL_COLOURS.get(v, [128, 128, 128, 255])} for v in labels.values()],
+        "properties": [{"label-value": v, "class": name} for name, v in labels.items()],
+        "source": {"image": "../"},
+    }
+    fmt = 2 if version == "0.4" else 3
+    if fmt == 2:
+        image_label["version"] = "0.4"
+        meta: dict[str, Any] = {"multiscales": [ms], "image-label": image_label}
+    else:
+        meta = {"ome": {"version": "0.5", "multiscales": [ms], "image-label": image_label}}
+    extra = {"pixel_size_um": float(pixel_size_um)} if pixel_size_um else {}
+    with atomic_folder(path) as tmp:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=fmt)
+        group.attrs.update({**meta, "labels": dict(labels), **extra})
+        names = {"dimension_names": list(SPATIAL)} if fmt == 3 else {}
+        array = group.create_array("0", shape=(h, w), chunks=(tile, tile), dtype=np.uint8, fill_value=0, **names)
+        n_cols = -(-w // tile)
+        count = 0
+        for count, part in enumerate(tiles, start=1):
+            if part.shape != (tile, tile) or part.dtype != np.uint8:
+                raise ValueError(f"a tile must be ({tile}, {tile}) uint8, got {part.shape} {part.dtype}.")
+            y0, x0 = (count - 1) // n_cols * tile, (count - 1) % n_cols * tile
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            array[y0:y1, x0:x1] = part[: y1 - y0, : x1 - x0]
+        expected = -(-h // tile) * n_cols
+        if count != expected:
+            raise ValueError(f"{path}: {count} tiles given for a {h}×{w} map in {tile}-px tiles; {expected} needed.")
+    return path
+
+
+def read_label_image(path: str | Path) -> np.ndarray:
+    """The level-0 label map (H, W) of an OME-Zarr label image written by :func:`write_label_tiles_ome_zarr`."""
+    zarr = import_zarr(path)
+    group = zarr.open_group(str(path), mode="r")
+    attrs = dict(group.attrs)
+    meta = attrs.get("ome", attrs)
+    level0 = meta.get("multiscales", [{}])[0].get("datasets", [{"path": "0"}])[0]["path"]
+    return np.asarray(group[level0][:])
