@@ -250,3 +250,36 @@ def test_shipped_section_scores_the_committed_weights_on_every_preset():
     # a verdict for every preset with a target, and the table says it
     assert set(result.data["verdicts"]) == set(shipped.TARGETS)
     assert result.markdown.count("met**") + result.markdown.count("missed**") == len(shipped.TARGETS)
+
+
+def test_model_cost_targets_judge_latency_against_nnunet_and_the_flop_bound():
+    from scripts.benchmarks import model_cost as mc
+
+    size = (512, 512, 64)
+
+    def row(model, latency, ratio_nnunet, ratio_bound):
+        return {
+            "model": model,
+            "size": size,
+            "latency_s": latency,
+            "weights_mb": 9.0,
+            "peak_memory_mib": 500.0,
+            "nnunet_ratio": ratio_nnunet,
+            "flop_bound_ratio": ratio_bound,
+            "gflops": 50.0,
+        }
+
+    rows = [
+        row(mc.DEFAULT_MODEL, 2.0, 1.6, 10.0),
+        row(mc.FAST_MODEL, 1.0, 0.8, 1.9),
+        row(mc.NNUNET_MODEL, 1.25, 1.0, 2.5),
+        row(mc.REFERENCE_MODEL, 30.0, 24.0, 4.0),
+    ]
+    text, checks = mc._targets_paragraph(rows)
+    assert checks["default_vs_nnunet"] is False
+    assert checks["default_vs_flop_bound"] is False
+    assert checks["fast encoder_vs_nnunet"] is True
+    assert checks["fast encoder_vs_flop_bound"] is True
+    assert "fast encoder HybridUNet latency 1.00 s = 0.80× the nnU-Net-style network's 1.25 s" in text
+    assert f"the most FLOP-efficient network here, {mc.FAST_MODEL}, runs at 1.9×" in text
+    assert checks["all_met"] is False

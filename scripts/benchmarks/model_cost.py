@@ -276,6 +276,13 @@ def _targets_paragraph(rows: list[dict]) -> tuple[str, dict]:
             f"(target ≤ {TARGET_FLOP_BOUND_RATIO:.0f}×): {verdicts[ok_bound]}"
         )
 
+    measured = [r for r in rows if r["size"] == size and r.get("flop_bound_ratio")]
+    if measured:
+        best = min(measured, key=lambda r: r["flop_bound_ratio"])
+        parts.append(
+            f"for scale, the most FLOP-efficient network here, {best['model']}, runs at "
+            f"{best['flop_bound_ratio']:.1f}× its FLOP-bound time ({best['gflops']:.0f} GFLOP/s)"
+        )
     all_met = all(v is True for v in checks.values())
     text = f"**Targets** (default HybridUNet at {size[0]}×{size[1]}×{size[2]}, batch 1, this CPU): " + "; ".join(parts)
     text += ". " + ("All targets are met." if all_met else "Not all targets are met.")

@@ -59,6 +59,9 @@ class HybridUNet(nn.Module):
         decoder: up + skip 3 ─> (128, 64, 64); up + skip 2 ─> (64, 128, 128); up + skip 1 ─> (32, 256, 256);
                  up + skip 0 ─> (16, 512, 512) ─ 1x1 conv ─> logits (3, 512, 512)
 
+    With :data:`FAST_ENCODER` (stem spectral stride 8) the stem gives ``(8, 8, 512, 512)`` and the spectral
+    sizes of the levels are 8, 4, 2, 2, 2: half the full-resolution volume, which is where the time goes.
+
     Nothing has a size that depends on ``K``: the same weights run on stacks with any number of
     frames ``K >= min_spectral_frames`` (odd spectral sizes are rounded up by the strided
     convolutions). Fields of any size are accepted: ``H`` and ``W`` are padded internally (edge
@@ -113,7 +116,7 @@ class HybridUNet(nn.Module):
     __constants__ = ["min_spectral_frames", "spatial_divisor", "depth"]
 
     #: Smallest number of spectral frames the network accepts: the stem's spectral stride of 4 then
-    #: leaves at least 4 positions for the level-0 attention to choose among.
+    #: leaves at least 4 positions for the level-0 attention to choose among (2 with a stride of 8).
     min_spectral_frames: int = 16
 
     def __init__(
