@@ -142,3 +142,16 @@ def test_missing_onnxscript_is_one_line_saying_what_to_install(monkeypatch):
 def test_unknown_backend_is_refused_with_the_choices():
     with pytest.raises(HSRSOptionError, match=r"torch, onnxruntime.*'tensorrt'"):
         network_backend(small_network(), "tensorrt")
+
+
+def test_the_fast_encoder_exports_including_its_two_positions_into_four_bins_compression(tmp_path):
+    from scripts.networks import FAST_ENCODER
+
+    torch.manual_seed(0)
+    # three levels with stem stride 8: the deepest holds 64 / 8 / 2 / 2 = 2 spectral positions, compressed into 4 bins
+    network = HybridUNet(features=[4, 8, 8], **FAST_ENCODER).eval()
+    runtime = OnnxRuntimeNetwork(network, cache_path=tmp_path / "fast.onnx")
+    stack = torch.rand(1, 64, 48, 40)
+    with torch.no_grad():
+        expected, got = network(stack), runtime(stack)
+    assert float((got - expected).abs().max()) < 1e-4 * max(1.0, float(expected.abs().max()))

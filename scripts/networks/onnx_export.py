@@ -72,15 +72,25 @@ def weights_fingerprint(network: nn.Module, frames: int = FRAMES) -> str:
 
 def _adaptive_avg_pool3d_by_blocks(x, output_size):
     """ONNX translation of ``aten._adaptive_avg_pool3d`` for ``output_size = (bins, H, W)`` of a ``(B, C, K, H, W)``
-    input with static ``K`` divisible by ``bins``: mean over equal spectral blocks (reshape + ReduceMean)."""
+    input with static ``K``: mean over equal spectral blocks (reshape + ReduceMean) when ``K`` is divisible by
+    ``bins``; each position repeated ``bins / K`` times (what adaptive pooling does) when ``bins`` is divisible by
+    ``K`` (the fast encoder's deepest level: 2 positions into 4 bins)."""
     from onnxscript import opset18 as op
 
     bins = output_size[0]
     k = x.shape[2] if x.shape is not None else None
+    if isinstance(bins, int) and isinstance(k, int) and k < bins and bins % k == 0:
+        repeated = op.Expand(
+            op.Unsqueeze(x, op.Constant(value_ints=[3])),
+            op.Concat(op.Shape(x, start=0, end=3), op.Constant(value_ints=[bins // k]), op.Shape(x, start=3), axis=0),
+        )
+        shape = op.Concat(op.Shape(x, start=0, end=2), op.Constant(value_ints=[bins]), op.Shape(x, start=3), axis=0)
+        return op.Reshape(repeated, shape)
     if not isinstance(bins, int) or not isinstance(k, int) or k % bins:
         raise NotImplementedError(
             f"ONNX export: adaptive average pooling of {k} spectral positions into {bins} bins is only translated "
-            "when the positions divide evenly into the bins; run the network with --backend torch."
+            "when the positions divide evenly into the bins or the bins into the positions; run the network with "
+            "--backend torch."
         )
     shape = op.Concat(
         op.Shape(x, start=0, end=2), op.Constant(value_ints=[bins, k // bins]), op.Shape(x, start=3), axis=0
