@@ -113,3 +113,22 @@ def test_an_interrupted_run_resumes_and_counts_the_work_of_every_attempt(tmp_pat
     other = cmp._attempts(folder, {**key, "seed": 1})  # another plan: start afresh
     assert len(other) == 1
     assert not checkpoint.exists()
+
+
+def test_cross_instrument_stacks_change_one_instrument_property_each(tmp_path):
+    import json
+
+    from scripts.benchmarks import instruments
+    from scripts.io.reader import read_hsrs
+
+    stems = instruments.build_stacks(tmp_path, size=32, per_instrument=1)
+    assert set(stems) == {i.key for i in instruments.INSTRUMENTS}
+    params = json.loads((tmp_path / "data.json").read_text())["params"]
+    shifts = {k: abs(params[f"{k}_0"]["calibration_shift_cm1"]) for k in ("shift5", "shift10", "shift20")}
+    assert shifts == {"shift5": 5.0, "shift10": 10.0, "shift20": 20.0}
+    assert params["res40_0"]["spectral_resolution_cm1"] == 40.0
+    _, meta = read_hsrs(tmp_path / "images" / "frames32_0.nii.gz")
+    assert len(meta["wavenumbers"]) == 32
+    _, meta = read_hsrs(tmp_path / "images" / "window_0.nii.gz")
+    assert round(float(min(meta["wavenumbers"]))) == 2830
+    assert instruments.build_stacks(tmp_path, size=32, per_instrument=1) == stems  # done once, then reused

@@ -78,7 +78,10 @@ def build_stacks(root: Path, size: int, per_instrument: int) -> dict[str, list[s
     if record:
         return record["stems"]
     shutil.rmtree(root, ignore_errors=True)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
     stems: dict[str, list[str]] = {}
+    params: dict[str, dict] = {}
     for j, inst in enumerate(INSTRUMENTS):
         preset = replace(PRESETS["default"], **inst.preset)
         wavenumbers = np.linspace(*inst.window, inst.frames)
@@ -89,7 +92,8 @@ def build_stacks(root: Path, size: int, per_instrument: int) -> dict[str, list[s
             write_stack(root / "images" / f"{stem}.nii.gz", ph.stack, ph.wavenumbers, 0.25)
             write_label_map(root / "labels" / stem, ph.labels, formats=("nii.gz",), pixel_size_um=0.25)
             stems.setdefault(inst.key, []).append(stem)
-    cmp._write_json(root / "data.json", {"plan": key, "stems": stems})
+            params[stem] = ph.params
+    cmp._write_json(root / "data.json", {"plan": key, "stems": stems, "params": params})
     return stems
 
 
