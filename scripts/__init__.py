@@ -21,4 +21,4 @@ Entry modules: ``python -m scripts.simulate`` (phantoms), ``python -m scripts.be
 (tables), ``python -m scripts.phasor`` (phasor fit / segment).
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

@@ -187,7 +187,7 @@ def test_miniature_benchmark_through_the_bundle_configs(tmp_path):
     assert run["epochs_done"] == 1
     assert run["parameters"] == 2324623
     assert (tmp_path / "robustness.png").stat().st_size > 10_000
-    assert "| HybridUNet (default) |" in result.markdown
+    assert "| HybridUNet (full 3D encoder) |" in result.markdown
     assert "agree within" in result.markdown
     assert "HybridUNet (default) (trained on phasor pseudo-labels)" in result.model_card
     # a second run reuses every finished run instead of training again
@@ -270,16 +270,16 @@ def test_model_cost_targets_judge_latency_against_nnunet_and_the_flop_bound():
         }
 
     rows = [
-        row(mc.DEFAULT_MODEL, 2.0, 1.6, 10.0),
-        row(mc.FAST_MODEL, 1.0, 0.8, 1.9),
+        row(mc.FULL_MODEL, 2.0, 1.6, 10.0),
+        row(mc.DEFAULT_MODEL, 1.0, 0.8, 1.9),
         row(mc.NNUNET_MODEL, 1.25, 1.0, 2.5),
         row(mc.REFERENCE_MODEL, 30.0, 24.0, 4.0),
     ]
     text, checks = mc._targets_paragraph(rows)
-    assert checks["default_vs_nnunet"] is False
-    assert checks["default_vs_flop_bound"] is False
-    assert checks["fast encoder_vs_nnunet"] is True
-    assert checks["fast encoder_vs_flop_bound"] is True
-    assert "fast encoder HybridUNet latency 1.00 s = 0.80× the nnU-Net-style network's 1.25 s" in text
-    assert f"the most FLOP-efficient network here, {mc.FAST_MODEL}, runs at 1.9×" in text
+    assert checks["full 3D encoder_vs_nnunet"] is False
+    assert checks["full 3D encoder_vs_flop_bound"] is False
+    assert checks["shipped (fast encoder)_vs_nnunet"] is True
+    assert checks["shipped (fast encoder)_vs_flop_bound"] is True
+    assert "shipped (fast encoder) HybridUNet latency 1.00 s = 0.80× the nnU-Net-style network's 1.25 s" in text
+    assert f"the most FLOP-efficient network here, {mc.DEFAULT_MODEL}, runs at 1.9×" in text
     assert checks["all_met"] is False

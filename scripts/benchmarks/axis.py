@@ -166,8 +166,7 @@ def window_dice(num: int, size: int) -> dict:
     """Dice per window: shipped hybrid-UNet (reference and edge fill) and tuned phasor, on the same phantoms."""
     import torch
     from monai.data import MetaTensor
-    from scripts.benchmarks.bundle_runs import inference_inferer
-    from scripts.networks import HybridUNet
+    from scripts.benchmarks.bundle_runs import inference_inferer, inference_network
     from scripts.phasor.fit import dice_per_class
     from scripts.phasor.parameters import PhasorInputError, load_parameters
     from scripts.phasor.segmenter import PhasorSegmenter
@@ -177,7 +176,7 @@ def window_dice(num: int, size: int) -> dict:
     from scripts.transforms.array import NormalizeSpectralIntensity, SpectralResample
 
     weights = os.path.join(os.path.dirname(__file__), "..", "..", "models", "model.pt")
-    network = HybridUNet(out_channels=3)
+    network = inference_network()  # as configs/inference.yaml builds it
     network.load_state_dict(torch.load(weights, map_location="cpu"))
     network.eval()
     inferer = inference_inferer()  # configs/inference.yaml's window, overlap and blending

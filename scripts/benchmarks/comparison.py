@@ -60,7 +60,8 @@ class Model:
 
 
 MODELS = (
-    Model("hybrid", "HybridUNet (default)", None, "hybrid"),
+    # the full 3D encoder and its ablations (configs/baselines/hybrid_*.yaml); the fast encoder: the recipes section
+    Model("hybrid", "HybridUNet (full 3D encoder)", "configs/baselines/hybrid_full_encoder.yaml", "hybrid"),
     Model(
         "hybrid_no_multiscale",
         "HybridUNet − multi-scale residual (plain 3D blocks)",

@@ -35,8 +35,8 @@ TITLE = "Model cost: parameters, weights, MACs, CPU latency and peak memory"
 
 #: (label, network kind, constructor arguments). All models take (B, K, H, W) and give (B, 3, H, W).
 MODELS: tuple[tuple[str, str, dict], ...] = (
-    ("HybridUNet (default)", "hybrid", {}),
-    ("HybridUNet, fast encoder ((2+1)D, batch norm, channels-last, stem stride 8)", "hybrid", "FAST_ENCODER"),
+    ("HybridUNet, shipped: fast encoder ((2+1)D, batch norm, channels-last, stem stride 8)", "hybrid", "FAST_ENCODER"),
+    ("HybridUNet, full 3D encoder (class defaults; shipped up to 0.3.0)", "hybrid", {}),
     ("HybridUNet, plain 3D blocks (no multi-scale residual)", "hybrid", {"multiscale_residual": False}),
     ("HybridUNet, mean instead of attention pooling", "hybrid", {"attention_pooling": False}),
     ("HybridUNet, mean instead of spectral compression", "hybrid", {"spectral_compression": False}),
@@ -48,7 +48,7 @@ MODELS: tuple[tuple[str, str, dict], ...] = (
     ("nnU-Net-style 2D (DynUNet, planned for 256x256)", "nnunet2d", {"in_channels": 64, "patch_size": (256, 256)}),
     ("3D-UNet (BasicUNet 16-256) + spectral head", "unet3d", {}),
 )
-DEFAULT_MODEL, FAST_MODEL, REFERENCE_MODEL = MODELS[0][0], MODELS[1][0], MODELS[-1][0]
+DEFAULT_MODEL, FULL_MODEL, REFERENCE_MODEL = MODELS[0][0], MODELS[1][0], MODELS[-1][0]
 #: the nnU-Net-style network the latency target compares with: the one the benchmark trains (128x128 plan)
 NNUNET_MODEL = MODELS[5][0]
 #: latency targets against the nnU-Net-style network (ratio) and against the model's own FLOP-bound time
@@ -235,7 +235,7 @@ def _targets_paragraph(rows: list[dict]) -> tuple[str, dict]:
     hybrid, reference = by_key.get((DEFAULT_MODEL, size), {}), by_key.get((REFERENCE_MODEL, size), {})
     verdicts = {True: "met", False: "**not met**", None: "undecided"}
     checks: dict[str, bool | None] = {}
-    # the original targets concern the default model; the latency-ratio targets both default and fast encoder
+    # the original targets concern the shipped model; the latency-ratio targets both encoders
     parts = []
 
     weights = hybrid.get("weights_mb")
@@ -263,7 +263,7 @@ def _targets_paragraph(rows: list[dict]) -> tuple[str, dict]:
         parts.append(f"{name} {mine:.2f} {unit} = {relative} ({target}): {verdicts[relative_ok]}")
 
     nnunet = by_key.get((NNUNET_MODEL, size), {})
-    for label, name in ((DEFAULT_MODEL, "default"), (FAST_MODEL, "fast encoder")):
+    for label, name in ((DEFAULT_MODEL, "shipped (fast encoder)"), (FULL_MODEL, "full 3D encoder")):
         row = by_key.get((label, size), {})
         ratio_nnunet, ratio_bound = row.get("nnunet_ratio"), row.get("flop_bound_ratio")
         ok_nnunet = None if ratio_nnunet is None else ratio_nnunet <= TARGET_NNUNET_RATIO
@@ -284,7 +284,7 @@ def _targets_paragraph(rows: list[dict]) -> tuple[str, dict]:
             f"{best['flop_bound_ratio']:.1f}× its FLOP-bound time ({best['gflops']:.0f} GFLOP/s)"
         )
     all_met = all(v is True for v in checks.values())
-    text = f"**Targets** (default HybridUNet at {size[0]}×{size[1]}×{size[2]}, batch 1, this CPU): " + "; ".join(parts)
+    text = f"**Targets** (shipped HybridUNet at {size[0]}×{size[1]}×{size[2]}, batch 1, this CPU): " + "; ".join(parts)
     text += ". " + ("All targets are met." if all_met else "Not all targets are met.")
     if tuple(size) != (512, 512, 64):
         text += " (Quick run: the targets are defined at 512×512×64; run without `--quick` to decide them.)"

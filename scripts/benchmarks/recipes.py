@@ -13,9 +13,9 @@ The arms compare:
 - **baselines**: the nnU-Net-style network with the bundle's recipe and with nnU-Net's own recipe
   (``configs/recipes/nnunet.yaml``: SGD with Nesterov momentum 0.99, poly decay, deep supervision,
   foreground oversampling, nnU-Net's augmentation, mirror test-time augmentation);
-- **encoders**: the shipped hybrid-UNet (full 3x3x3 modules, instance normalisation) and the fast
-  encoder (``scripts.networks.FAST_ENCODER``: (2+1)D modules, batch normalisation, channels-last,
-  stem spectral stride 8), at the same budget;
+- **encoders**: the hybrid-UNet with the full 3D encoder (3x3x3 modules, instance normalisation; the
+  shipped network up to 0.3.0) and with the fast encoder (``scripts.networks.FAST_ENCODER``: (2+1)D
+  modules, batch normalisation, channels-last, stem spectral stride 8; shipped from 0.4.0), at the same budget;
 - **recipe and normalisation of the fast encoder**: SGD with poly decay (``configs/recipes/sgd_poly.yaml``),
   and instance instead of batch normalisation;
 - **ablations on the fast encoder**: each of the paper's three modules switched off in turn
@@ -57,7 +57,12 @@ ARMS = (
     cmp.Model(
         "nnunet_2d_recipe", "nnU-Net-style 2D, nnU-Net's recipe", (NNUNET, "configs/recipes/nnunet.yaml"), "nnunet2d"
     ),
-    cmp.Model("hybrid", "HybridUNet, shipped encoder (full 3D, instance norm), bundle recipe", None, "hybrid"),
+    cmp.Model(
+        "hybrid",
+        "HybridUNet, full 3D encoder (instance norm), bundle recipe",
+        "configs/baselines/hybrid_full_encoder.yaml",
+        "hybrid",
+    ),
     cmp.Model(
         "hybrid_fast", "HybridUNet, fast encoder, bundle recipe", FAST, "hybrid", {"__constant__": "FAST_ENCODER"}
     ),
