@@ -189,7 +189,7 @@ def test_miniature_benchmark_through_the_bundle_configs(tmp_path):
     assert (tmp_path / "robustness.png").stat().st_size > 10_000
     assert "| HybridUNet (full 3D encoder) |" in result.markdown
     assert "agree within" in result.markdown
-    assert "HybridUNet (default) (trained on phasor pseudo-labels)" in result.model_card
+    assert "HybridUNet (full 3D encoder) (trained on phasor pseudo-labels)" in result.model_card
     # a second run reuses every finished run instead of training again
     again = comparison.run(plan=plan, work=tmp_path / "work", plot_path=tmp_path / "robustness.png")
     walls = {k: [r["train_wall_s"] for r in v.values()] for k, v in result.data["runs"].items()}
