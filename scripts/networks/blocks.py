@@ -102,7 +102,42 @@ class PointwiseConv3d(nn.Conv3d):
         return y.view(b, y.shape[1], k, h, w)
 
 
-class MultiScaleResidualBlock3D(nn.Module):
+class _MultiScaleFusion(nn.Module):
+    """What the two forms of the multi-scale residual module share: fusion of the branches and the residual path.
+
+    ``concat(branches) ─ norm ─ act ─ [dropout] ─ conv 1x1x1 ─ norm ─ (+ residual(x)) ─ act``; the residual is the
+    identity, or a strided 1x1x1 projection with norm when the stride or the channel count changes.
+    """
+
+    def _build_fusion(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride3: tuple,
+        norm: str | tuple,
+        act: str | tuple,
+        dropout: float | tuple | str | None,
+    ) -> None:
+        self.branch_norm = get_norm_layer(name=norm, spatial_dims=3, channels=out_channels)
+        self.act = get_act_layer(name=act)
+        self.dropout = _dropout_layer(dropout)
+        self.fuse = PointwiseConv3d(out_channels, out_channels, bias=False)
+        self.fuse_norm = get_norm_layer(name=norm, spatial_dims=3, channels=out_channels)
+        self.residual: nn.Module = nn.Identity()
+        if in_channels != out_channels or any(s != 1 for s in stride3):
+            self.residual = nn.Sequential(
+                PointwiseConv3d(in_channels, out_channels, stride=stride3, bias=False),
+                get_norm_layer(name=norm, spatial_dims=3, channels=out_channels),
+            )
+
+    def _fuse(self, x: torch.Tensor, branch_outputs: list[torch.Tensor]) -> torch.Tensor:
+        y = self.dropout(self.act(self.branch_norm(torch.cat(branch_outputs, dim=1))))
+        y = self.fuse_norm(self.fuse(y))
+        y = y + self.residual(x)
+        return self.act(y)
+
+
+class MultiScaleResidualBlock3D(_MultiScaleFusion):
     """Multi-scale residual 3D module: parallel branches with different spectral receptive fields.
 
     Each branch is a 3x3x3 convolution whose spectral taps are dilated by ``d`` (spectral
@@ -162,29 +197,16 @@ class MultiScaleResidualBlock3D(nn.Module):
                 spectral_dilations, split_channels(out_channels, len(spectral_dilations)), strict=True
             )
         )
-        self.branch_norm = get_norm_layer(name=norm, spatial_dims=3, channels=out_channels)
-        self.act = get_act_layer(name=act)
-        self.dropout = _dropout_layer(dropout)
-        self.fuse = PointwiseConv3d(out_channels, out_channels, bias=False)
-        self.fuse_norm = get_norm_layer(name=norm, spatial_dims=3, channels=out_channels)
-        self.residual: nn.Module = nn.Identity()
-        if in_channels != out_channels or any(s != 1 for s in stride3):
-            self.residual = nn.Sequential(
-                PointwiseConv3d(in_channels, out_channels, stride=stride3, bias=False),
-                get_norm_layer(name=norm, spatial_dims=3, channels=out_channels),
-            )
+        self._build_fusion(in_channels, out_channels, stride3, norm, act, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch_outputs: list[torch.Tensor] = []
         for branch in self.branches:
             branch_outputs.append(branch(x))
-        y = self.dropout(self.act(self.branch_norm(torch.cat(branch_outputs, dim=1))))
-        y = self.fuse_norm(self.fuse(y))
-        y += self.residual(x)
-        return self.act(y)
+        return self._fuse(x, branch_outputs)
 
 
-class FactorizedMultiScaleBlock3D(nn.Module):
+class FactorizedMultiScaleBlock3D(_MultiScaleFusion):
     """Multi-scale residual module with (2+1)D convolutions: a spatial 3x3 convolution, then spectral branches.
 
     The fast form of :class:`MultiScaleResidualBlock3D`. Its 3x3x3 branch kernels are factorised
@@ -257,27 +279,14 @@ class FactorizedMultiScaleBlock3D(nn.Module):
                 spectral_dilations, split_channels(out_channels, len(spectral_dilations)), strict=True
             )
         )
-        self.branch_norm = get_norm_layer(name=norm, spatial_dims=3, channels=out_channels)
-        self.act = get_act_layer(name=act)
-        self.dropout = _dropout_layer(dropout)
-        self.fuse = PointwiseConv3d(out_channels, out_channels, bias=False)
-        self.fuse_norm = get_norm_layer(name=norm, spatial_dims=3, channels=out_channels)
-        self.residual: nn.Module = nn.Identity()
-        if in_channels != out_channels or any(s != 1 for s in stride3):
-            self.residual = nn.Sequential(
-                PointwiseConv3d(in_channels, out_channels, stride=stride3, bias=False),
-                get_norm_layer(name=norm, spatial_dims=3, channels=out_channels),
-            )
+        self._build_fusion(in_channels, out_channels, stride3, norm, act, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.spatial(x)
         branch_outputs: list[torch.Tensor] = []
         for branch in self.branches:
             branch_outputs.append(branch(h))
-        y = self.dropout(self.act(self.branch_norm(torch.cat(branch_outputs, dim=1))))
-        y = self.fuse_norm(self.fuse(y))
-        y = y + self.residual(x)
-        return self.act(y)
+        return self._fuse(x, branch_outputs)
 
 
 class AttentionSpectralPooling(nn.Module):
