@@ -109,6 +109,13 @@ class _MultiScaleFusion(nn.Module):
     identity, or a strided 1x1x1 projection with norm when the stride or the channel count changes.
     """
 
+    @staticmethod
+    def _checked_stride(stride: Sequence[int] | int, spectral_dilations: Sequence[int]) -> tuple:
+        """The stride as ``(s_K, s_H, s_W)``, after checking the branches' dilations."""
+        if len(spectral_dilations) == 0 or min(spectral_dilations) < 1:
+            raise ValueError(f"spectral_dilations must be one or more positive ints, got {tuple(spectral_dilations)}.")
+        return (stride,) * 3 if isinstance(stride, int) else tuple(stride)
+
     def _build_fusion(
         self,
         in_channels: int,
@@ -179,9 +186,7 @@ class MultiScaleResidualBlock3D(_MultiScaleFusion):
         dropout: float | tuple | str | None = None,
     ) -> None:
         super().__init__()
-        if len(spectral_dilations) == 0 or min(spectral_dilations) < 1:
-            raise ValueError(f"spectral_dilations must be one or more positive ints, got {tuple(spectral_dilations)}.")
-        stride3 = (stride,) * 3 if isinstance(stride, int) else tuple(stride)
+        stride3 = self._checked_stride(stride, spectral_dilations)
         self.branches = nn.ModuleList(
             Convolution(
                 spatial_dims=3,
@@ -251,9 +256,7 @@ class FactorizedMultiScaleBlock3D(_MultiScaleFusion):
         dropout: float | tuple | str | None = None,
     ) -> None:
         super().__init__()
-        if len(spectral_dilations) == 0 or min(spectral_dilations) < 1:
-            raise ValueError(f"spectral_dilations must be one or more positive ints, got {tuple(spectral_dilations)}.")
-        stride3 = (stride,) * 3 if isinstance(stride, int) else tuple(stride)
+        stride3 = self._checked_stride(stride, spectral_dilations)
         self.spatial = Convolution(
             spatial_dims=3,
             in_channels=in_channels,
