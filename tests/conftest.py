@@ -18,6 +18,13 @@ META = str(CONFIGS / "metadata.json")
 TRAIN, EVALUATE = str(CONFIGS / "train.yaml"), str(CONFIGS / "evaluate.yaml")
 TINY = {"patch_size": [32, 32], "val_roi_size": [64, 64], "num_samples": 2, "batch_size": 2, "val_interval": 1}
 NET = {"network_def#features": [4, 8, 16, 32, 32]}  # a small HybridUNet: same code paths, seconds on a CPU
+#: state-dict entries that training updates even with learning rate 0 (batch-norm running statistics)
+BN_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def learned_weights(state: dict) -> list[str]:
+    """The state-dict keys an optimiser updates: everything but the batch-norm running statistics."""
+    return [k for k in state if not k.endswith(BN_STATISTICS)]
 
 
 def raises_with(excinfo, pattern: str) -> None:

@@ -14,7 +14,7 @@ from ignite.handlers import Checkpoint
 from scripts.engine.checkpoints import AtomicDiskSaver, resumable_checkpoint
 from scripts.io.errors import HSRSInputError, HSRSOutputError, find_user_error
 
-from tests.conftest import EVALUATE, NET, TINY, TRAIN, workflow
+from tests.conftest import EVALUATE, NET, TINY, TRAIN, learned_weights, workflow
 
 
 def _engine(epoch: int) -> Engine:
@@ -115,7 +115,8 @@ def test_resume_writes_the_best_model_a_kill_kept_from_being_written(sim_dir, tr
     assert epochs == [2]
     written = torch.load(run / "models" / "model.pt", weights_only=True)
     expected = torch.load(run / "checkpoints" / "checkpoint_epoch=2.pt", weights_only=True)["model"]
-    assert all(torch.equal(written[k], expected[k]) for k in expected)
+    # the same weights (lr 0); batch-norm running statistics moved on in epoch 2's training
+    assert all(torch.equal(written[k], expected[k]) for k in learned_weights(expected))
 
 
 def test_the_time_budget_counts_across_resumes(sim_dir, trained, tmp_path):
@@ -205,5 +206,5 @@ def test_pretrained_weights_are_loaded_and_a_short_run_ends_validated(trained, s
     best = torch.load(tmp_path / "run" / "models" / "model.pt", weights_only=True)  # the default ckpt_dir
     start = torch.load(pretrained, weights_only=True)
     assert best.keys() == start.keys()
-    for name in start:
+    for name in learned_weights(start):  # batch-norm running statistics keep updating in training mode
         torch.testing.assert_close(best[name], start[name], msg=name)
