@@ -1,8 +1,8 @@
 """The ONNX Runtime backend (scripts.networks.onnx_runtime, scripts.networks.onnx_export): the export agrees with
 PyTorch at any batch and field size, follows the weights loaded, and ``--backend onnxruntime`` segments like torch.
 
-A small HybridUNet (two levels: stem, multi-scale residual blocks, attention pooling, spectral compression) keeps
-each export to seconds; one export is shared by the module's tests, one more shows the re-export."""
+A small HybridUNet in its shipped form (fast encoder; two levels: stem, multi-scale residual blocks, attention
+pooling, spectral compression) keeps each export to seconds; one export is shared by the module's tests, one more shows the re-export."""
 
 from __future__ import annotations
 
@@ -30,8 +30,11 @@ SMALL = {"features": [4, 8]}  # network_def override of the config runs: the sam
 
 
 def small_network(seed: int = 0) -> HybridUNet:
+    """The shipped form (``FAST_ENCODER``, as ``configs/inference.yaml`` builds it), two levels."""
+    from scripts.networks import FAST_ENCODER
+
     torch.manual_seed(seed)
-    return HybridUNet(**SMALL).eval()
+    return HybridUNet(**FAST_ENCODER, **SMALL).eval()
 
 
 def recorded_fingerprint(path) -> str:
