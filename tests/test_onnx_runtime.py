@@ -2,7 +2,8 @@
 PyTorch at any batch and field size, follows the weights loaded, and ``--backend onnxruntime`` segments like torch.
 
 A small HybridUNet in its shipped form (fast encoder; two levels: stem, multi-scale residual blocks, attention
-pooling, spectral compression) keeps each export to seconds; one export is shared by the module's tests, one more shows the re-export.
+pooling, spectral compression) keeps each export to seconds; one export is shared by the module's tests, one more
+shows the re-export.
 """
 
 from __future__ import annotations
