@@ -46,7 +46,10 @@ HOST = "127.0.0.1"  # never anything else
 STARTUP_TIMEOUT_S = 180
 INFER_TIMEOUT_S = 300
 TRAIN_TIMEOUT_S = 600
-DICE_MIN = 0.9
+# the map as returned must be the bundle's own segmentation in the right orientation: with the 0.4.0 weights the
+# bundle's own inference.yaml scores 0.894 on hsrs_default_s7_0001's lipid droplets (the lowest class here), while a
+# transposed or resized map scores below 0.3
+DICE_MIN = 0.85
 MIN_GT_PIXELS = 100  # a class with fewer ground-truth pixels in an image is too small for a stable Dice
 CROP = "hsrs_crop_w128_h96"  # non-square stack made by the test: shows transposes and resizes in the shape
 
@@ -276,7 +279,7 @@ def test_infer_returns_label_map_of_input_size(server, inferred):
 
 
 def test_infer_dice_as_returned(server, inferred):
-    """Dice per class of the map AS RETURNED against the demo label map, >= 0.9, on the three demo stacks
+    """Dice per class of the map AS RETURNED against the demo label map, >= DICE_MIN, on the three demo stacks
     (classes with at least MIN_GT_PIXELS ground-truth pixels in the image: hsrs_default_s7_0000 has 16 lipid-
     droplet pixels, where even the bundle's own inference scores 0.36; the non-square crop is only used for
     shapes, a nucleus cut at its border gives 0.88 there)."""
