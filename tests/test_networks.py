@@ -106,15 +106,19 @@ def test_hybrid_compression_switch():
     assert _n_params(plain) != _n_params(default)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"multiscale_residual": False, "attention_pooling": False}])
-def test_hybrid_scripted_matches_eager(kwargs):
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"multiscale_residual": False, "attention_pooling": False}, FAST_ENCODER],
+    ids=["full", "plain_blocks_mean_pooling", "fast_encoder"],
+)
+def test_hybrid_scripted_matches_eager_on_any_number_of_frames(kwargs):
     torch.manual_seed(0)
     net = HybridUNet(**kwargs).eval()
     buffer = io.BytesIO()
     torch.jit.save(torch.jit.script(net), buffer)  # what `monai.bundle ckpt_export` does
     buffer.seek(0)
     scripted = torch.jit.load(buffer)
-    for k in (50, 64):
+    for k in (HybridUNet.min_spectral_frames, 50, 64, 128):
         x = torch.randn(1, k, 32, 32)
         with torch.no_grad():
             torch.testing.assert_close(scripted(x), net(x), rtol=1e-5, atol=1e-5)
@@ -145,19 +149,6 @@ def test_fast_encoder_keeps_the_modules_and_their_switches():
     assert isinstance(plain.compression, MeanSpectralCompression)
     with pytest.raises(ValueError, match="encoder_conv must be one of"):
         HybridUNet(encoder_conv="separable")
-
-
-def test_fast_encoder_scripts_and_runs_on_any_number_of_frames():
-    torch.manual_seed(0)
-    net = HybridUNet(**FAST_ENCODER).eval()
-    buffer = io.BytesIO()
-    torch.jit.save(torch.jit.script(net), buffer)  # what `monai.bundle ckpt_export` does
-    buffer.seek(0)
-    scripted = torch.jit.load(buffer)
-    for k in (HybridUNet.min_spectral_frames, 50, 64, 128):
-        x = torch.randn(1, k, 32, 32)
-        with torch.no_grad():
-            torch.testing.assert_close(scripted(x), net(x), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
