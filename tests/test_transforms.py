@@ -56,6 +56,18 @@ def test_resample_flips_descending_input():
     np.testing.assert_allclose(SpectralResample()(descending).numpy(), ascending.numpy(), atol=1e-5)
 
 
+def test_resample_matches_per_pixel_linear_interpolation_on_an_irregular_grid():
+    rng = np.random.default_rng(3)
+    wn = np.sort(rng.uniform(2790, 3060, 70))
+    wn[0], wn[-1] = 2790.0, 3060.0
+    data = rng.normal(size=(70, 3, 4)).astype(np.float32)
+    img = MetaTensor(torch.from_numpy(data), meta={"wavenumbers": wn, "filename_or_obj": "a.nii.gz"})
+    out = SpectralResample(required_range=None)(img)
+    assert out.meta["filename_or_obj"] == "a.nii.gz"  # the writers name the outputs after it
+    expected = np.stack([np.interp(CANONICAL_WAVENUMBERS, wn, data[:, i, j]) for i in range(3) for j in range(4)], -1)
+    np.testing.assert_allclose(out.numpy().reshape(64, 12), expected, atol=1e-5)
+
+
 def test_resample_identity_on_canonical_grid(phantom):
     img = MetaTensor(torch.from_numpy(phantom.stack), meta={"wavenumbers": phantom.wavenumbers})
     np.testing.assert_allclose(SpectralResample()(img).numpy(), phantom.stack, atol=1e-5)

@@ -1,4 +1,5 @@
-"""Throughput on a folder of stacks: where the time per stack goes, stage by stage (issue 16, item 1).
+"""Throughput on a folder of stacks: where the time per stack goes, stage by stage (issue 16, item 1);
+sliding-window plans on large fields (:func:`window_plans`).
 
 ``python -m scripts.benchmark --sections throughput`` simulates a folder of 10 stacks (default preset,
 512×512×64, uint16 ``.nii.gz`` as an instrument would write them) and segments it with
@@ -188,7 +189,7 @@ def profile_table(plain: dict, profiled: dict) -> tuple[str, dict]:
 
 #: settings compared in one run: (name, bundle overrides). The first is what inference.yaml ships.
 VARIANTS: list[tuple[str, dict]] = [
-    ("shipped defaults (prefetch 1, background writing, window 512²)", {}),
+    ("shipped defaults (prefetch 1, background writing, fitted windows: one of 512²)", {}),
     ("no prefetch, outputs written on the engine thread", {"prefetch": 0, "background_writing": False}),
     ("ONNX Runtime backend (first run also exports the weights)", {"backend": "onnxruntime"}),
     ("previous window (2 × 256² per batch, overlap 0.25)", {"roi_size": [256, 256], "sw_batch_size": 2}),
@@ -272,11 +273,117 @@ def measure(stacks: int = 10, size: int = 512, data: Path | None = None, variant
     return variants_md + "\n\n" + note + "\n\n" + profile_md, {"runs": runs, "profiled": profiled, "load": load}
 
 
-TITLE = "Throughput on a folder: time per stack by setting, and where it goes"
+#: sliding-window plans compared on one large field: (name, inferer settings); the first is the reference
+WINDOW_PLANS = (
+    ("MONAI's placement: windows of 512², overlap 0.25 (0.4.0)", {"fit_windows": False}),
+    ("fitted windows, largest 512², overlap ≥ 128 px", {}),
+    ("fitted windows, largest 768², overlap ≥ 128 px", {"roi_size": (768, 768), "overlap": 1 / 6}),
+    (
+        "fitted windows, largest 768², overlap ≥ 128 px, bfloat16",
+        {"roi_size": (768, 768), "overlap": 1 / 6, "precision": "bfloat16"},
+    ),
+)
+
+
+def window_plans(size: int = 2048, seed: int = 0, plans=WINDOW_PLANS) -> tuple[str, dict]:
+    """One simulated field of ``size``² × 64 through the shipped network under each sliding-window plan.
+
+    The stack is preprocessed once as ``configs/inference.yaml`` does (resampling, normalisation); each plan
+    then runs the shipped weights with ``inference.yaml``'s inferer (Gaussian blending, reflection padding)
+    with its settings changed. Reported: windows, network input pixels (relative to the field), the
+    sliding window's time (best of 2), Dice against the simulator's labels, and the share of pixels whose
+    label equals the first plan's. Returns (markdown, data).
+    """
+    import torch
+    from scripts.benchmarks.bundle_runs import REPO, inference_inferer, inference_network
+    from scripts.engine.inferers import FieldSlidingWindowInferer, native_bfloat16
+    from scripts.phasor.fit import dice_per_class
+    from scripts.simulation.phantom import simulate_phantom
+    from scripts.transforms.array import NormalizeSpectralIntensity, SpectralResample
+
+    phantom = simulate_phantom(seed, size, size)
+    img = NormalizeSpectralIntensity()(SpectralResample()(torch.from_numpy(phantom.stack), phantom.wavenumbers))
+    del phantom.stack
+    network = inference_network()
+    network.load_state_dict(torch.load(REPO / "models" / "model.pt", map_location="cpu", weights_only=True))
+    network.eval()
+    shipped = inference_inferer()
+    base = {
+        "roi_size": shipped.max_roi_size,
+        "sw_batch_size": shipped.sw_batch_size,
+        "overlap": shipped.max_overlap,
+        "mode": shipped.mode,
+        "sigma_scale": shipped.sigma_scale,
+        "device": "cpu",
+        "progress": False,
+    }
+    rows, data, reference = [], {}, None
+    for name, settings in plans:
+        inferer = FieldSlidingWindowInferer(**{**base, **settings})
+        roi, _ = inferer.window_plan((size, size))
+        windows = inferer.num_windows_for((size, size))
+        times = []
+        with torch.inference_mode():
+            for _ in range(2):
+                t0 = time.perf_counter()
+                labels = inferer(img[None], network)[0].argmax(0).to(torch.uint8).numpy()
+                times.append(time.perf_counter() - t0)
+        reference = labels if reference is None else reference
+        dice = dice_per_class(labels, phantom.labels)
+        agree = float(np.mean(labels == reference))
+        pixels = windows * roi[0] * roi[1] / size**2
+        rows.append(
+            [
+                name,
+                f"{windows} of {roi[0]}×{roi[1]}",
+                f"{pixels:.2f}×",
+                f"{min(times):.1f}",
+                f"{dice['nucleus']:.4f}",
+                f"{dice['lipid_droplet']:.4f}",
+                f"{100 * agree:.3f} %",
+            ]
+        )
+        data[name] = {
+            "settings": dict(settings),
+            "windows": windows,
+            "roi": list(roi),
+            "network_px_per_field_px": pixels,
+            "seconds": times,
+            "dice": dice,
+            "agreement": agree,
+        }
+    table = markdown_table(
+        [
+            f"sliding-window plan, one {size}×{size}×64 field",
+            "windows",
+            "network input / field",
+            "time (s, best of 2)",
+            "Dice nucleus",
+            "Dice lipid droplet",
+            "labels as the first plan",
+        ],
+        rows,
+    )
+    note = (
+        f"One simulated field (default preset, seed {seed}), preprocessed once as `configs/inference.yaml` does, "
+        "segmented by the shipped weights with `inference.yaml`'s inferer (Gaussian blending) under each plan, in "
+        f"one process ({torch.get_num_threads()} torch threads; native bfloat16 on this CPU: "
+        f"{'yes' if native_bfloat16() else 'no'}). Settings: `roi_size` (the largest window), `window_overlap`, "
+        "`precision` in `configs/inference.yaml`."
+    )
+    return table + "\n\n" + note, data
+
+
+TITLE = "Throughput on a folder and on large fields: time per stack by setting, where it goes, window plans"
 
 
 def run(quick: bool) -> SectionResult:
     """The benchmark section (``python -m scripts.benchmark --sections throughput``)."""
     markdown, data = measure(stacks=4 if quick else 10)
+    plans = {}
+    for size in (640,) if quick else (1024, 2048):
+        plans_md, plans[size] = window_plans(size)
+        markdown += "\n\n" + plans_md
+    data["window_plans"] = plans
     command = "Regenerate: `python -m scripts.benchmark --sections throughput`."
     return SectionResult(markdown + "\n\n" + command, data)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import torch
 from monai.inferers import SlidingWindowInferer
 from scripts.engine import progress as progress_lines
 from scripts.io.errors import HSRSInputError, HSRSOptionError
+
+logger = logging.getLogger(__name__)
+#: the ``precision`` values of :class:`FieldSlidingWindowInferer` and the autocast dtype of each
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 class FieldSlidingWindowInferer(SlidingWindowInferer):
@@ -22,9 +28,28 @@ class FieldSlidingWindowInferer(SlidingWindowInferer):
     a reflection, not zeros. Fields larger than ``roi_size`` are processed window by window, so
     memory stays bounded. A field smaller than the stride (16 px) is refused, naming its file.
 
+    **Fitted windows** (``fit_windows``, default on). Along an axis longer than the largest window, MONAI
+    would place windows of exactly ``roi_size`` at its overlap, and the last one moved back to the border
+    overlaps its neighbour far more than needed: 2048 px in windows of 768 at 128 px overlap take 4
+    windows (3,072 px of network input per row). Here the axis gets the fewest windows of at most
+    ``roi_size`` that overlap by at least ``overlap × roi_size`` px, each shrunk to the smallest
+    multiple of ``divisor`` that covers the field with that count: 3 windows of 768 (2,304 px). The
+    overlap between neighbours never falls below the configured one, so seams are as before; the
+    network sees fewer redundant pixels (:meth:`window_plan`). :meth:`fixed_plan` holds one field's
+    plan while parts of it are segmented (``scripts.engine.mosaic``), so each part gets the whole
+    field's windows.
+
     Args:
         roi_size: largest window (H, W); each must be divisible by ``divisor``.
         divisor: the network's total spatial stride (16 for the default HybridUNet).
+        fit_windows: fit the window count and size to the field (above); False places MONAI's windows
+            of ``roi_size`` at ``overlap``.
+        precision: ``"float32"`` (default) or ``"bfloat16"``: the network runs under ``torch.autocast`` in
+            bfloat16 on the window's device and its logits are stitched in float32. On CPUs with native
+            bfloat16 (AMX, AVX512-BF16; :func:`native_bfloat16`) it is about 1.8× faster, and the labels
+            differ from float32's at a fraction of a percent of pixels (measured: ``docs/results.md``,
+            throughput section); elsewhere bfloat16 is emulated and slower, so it is refused there with a
+            WARNING and float32 is used. MONAI's ``amp`` option autocasts on CUDA only; this is the CPU one.
         progress: MONAI's progress bar (tqdm) over the windows: ``"auto"`` (default) shows it for fields
             of at least ``progress_min_windows`` windows when a person watches a terminal
             (:func:`scripts.engine.progress.interactive`: not in CI or a log file); True / False force it.
@@ -36,6 +61,8 @@ class FieldSlidingWindowInferer(SlidingWindowInferer):
         self,
         roi_size: Sequence[int],
         divisor: int = 16,
+        fit_windows: bool = True,
+        precision: str = "float32",
         progress: bool | str = "auto",
         progress_min_windows: int = 16,
         **kwargs,
@@ -47,6 +74,12 @@ class FieldSlidingWindowInferer(SlidingWindowInferer):
             )
         super().__init__(roi_size=roi_size, **kwargs)
         self.max_roi_size = tuple(int(r) for r in roi_size)
+        self.max_overlap = self.overlap
+        self.fit_windows = bool(fit_windows)
+        if precision not in PRECISIONS:
+            raise HSRSOptionError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}.")
+        self.precision = precision
+        self._fixed: tuple[tuple[int, ...], tuple[float, ...]] | None = None
         self.field_padding_mode = self.padding_mode
         self.divisor = int(divisor)
         if progress not in ("auto", True, False):
@@ -62,11 +95,7 @@ class FieldSlidingWindowInferer(SlidingWindowInferer):
                 f"{source}: the field of view is {'×'.join(map(str, field))} px, smaller than the networks' minimum "
                 f"{self.divisor}×{self.divisor} px."
             )
-        smallest = 2 * self.divisor
-        self.roi_size = tuple(
-            min(r, max(smallest, math.ceil(s / self.divisor) * self.divisor))
-            for r, s in zip(self.max_roi_size, field, strict=True)
-        )
+        self.roi_size, self.overlap = self._fixed if self._fixed is not None else self.window_plan(field)
         # a reflection needs more field than padding on each side; a field of a few pixels is replicated instead
         tiny = any(2 * s <= r for r, s in zip(self.roi_size, field, strict=True))
         self.padding_mode = "replicate" if tiny else self.field_padding_mode
@@ -74,11 +103,73 @@ class FieldSlidingWindowInferer(SlidingWindowInferer):
             self.progress = progress_lines.interactive() and self.num_windows(field) >= self.progress_min_windows
         else:
             self.progress = bool(self.show_progress)
-        return super().__call__(inputs, network, *args, **kwargs)
+        return super().__call__(inputs, self._precision_wrapped(network, inputs), *args, **kwargs)
+
+    def _precision_wrapped(self, network, inputs: torch.Tensor):
+        if self.precision == "float32":
+            return network
+        device = torch.device(self.sw_device) if self.sw_device is not None else inputs.device
+        if device.type == "cpu" and not native_bfloat16():
+            if not getattr(self, "_warned_emulated", False):
+                logger.warning("precision bfloat16: this CPU has no native bfloat16 (AMX, AVX512-BF16); using float32.")
+                self._warned_emulated = True
+            return network
+        dtype = PRECISIONS[self.precision]
+
+        def autocast_network(x, *args, **kwargs):
+            with torch.autocast(device.type, dtype=dtype):
+                out = network(x, *args, **kwargs)
+            return out.float() if isinstance(out, torch.Tensor) else out
+
+        return autocast_network
+
+    def window_plan(self, field: Sequence[int]) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """(window, MONAI overlap fraction) per axis for a field of ``field`` px (see the class docstring)."""
+        overlaps = _per_axis(self.max_overlap, len(field))
+        rois, fractions = [], []
+        for size, roi_max, o in zip(field, self.max_roi_size, overlaps, strict=True):
+            roi = min(roi_max, max(2 * self.divisor, math.ceil(size / self.divisor) * self.divisor))
+            if not self.fit_windows or size <= roi_max:
+                rois.append(roi)
+                fractions.append(float(o))
+                continue
+            min_overlap = round(o * roi_max)
+            count = math.ceil((size - min_overlap) / (roi_max - min_overlap))
+            roi = min(roi_max, math.ceil((size + (count - 1) * min_overlap) / count / self.divisor) * self.divisor)
+            interval = math.ceil((size - roi) / (count - 1))
+            rois.append(roi)
+            fractions.append(1.0 - (interval + 0.5) / roi)  # MONAI's interval: int(roi × (1 − overlap))
+        return tuple(rois), tuple(fractions)
+
+    @contextmanager
+    def fixed_plan(self, field: Sequence[int]):
+        """Within the block, every input gets the windows of a field of ``field`` px (parts of one mosaic)."""
+        self._fixed = self.window_plan(field)
+        try:
+            yield self._fixed
+        finally:
+            self._fixed = None
+
+    def num_windows_for(self, field: Sequence[int]) -> int:
+        """How many windows :meth:`window_plan` places on a field of ``field`` px."""
+        roi, overlaps = self.window_plan(field)
+        return math.prod(len(window_starts(s, r, o)) for s, r, o in zip(field, roi, overlaps, strict=True))
 
     def num_windows(self, field: Sequence[int]) -> int:
         """How many windows cover a field of ``field`` px with the current window and overlap."""
-        return math.prod(len(window_starts(s, r, self.overlap)) for s, r in zip(field, self.roi_size, strict=True))
+        overlaps = _per_axis(self.overlap, len(field))
+        return math.prod(len(window_starts(s, r, o)) for s, r, o in zip(field, self.roi_size, overlaps, strict=True))
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AMX tiles or AVX512-BF16), as oneDNN uses it."""
+    cpu = torch.cpu
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def _per_axis(overlap: float | Sequence[float], n: int) -> tuple[float, ...]:
+    return tuple(float(o) for o in overlap) if isinstance(overlap, Sequence) else (float(overlap),) * n
 
 
 def window_starts(size: int, roi: int, overlap: float | Sequence[float]) -> list[int]:

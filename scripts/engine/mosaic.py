@@ -115,11 +115,15 @@ def read_amplification(tiles: Sequence[Tile], chunks: Sequence[int]) -> float:
     return decoded / max(used, 1)
 
 
-def plan_tiles(field: tuple[int, int], tile: int, roi: Sequence[int], overlap: float) -> list[Tile]:
-    """Row-major tiles of ``tile`` px over ``field`` (H, W), each with the region of the windows touching it."""
+def plan_tiles(field: tuple[int, int], tile: int, roi: Sequence[int], overlap: float | Sequence[float]) -> list[Tile]:
+    """Row-major tiles of ``tile`` px over ``field`` (H, W), each with the region of the windows touching it.
+
+    ``roi`` and ``overlap`` (one or per axis) are the windows MONAI places on the whole field
+    (:meth:`FieldSlidingWindowInferer.window_plan`)."""
     tiles = []
     (h, w), (rh, rw) = field, (min(int(roi[0]), field[0]), min(int(roi[1]), field[1]))
-    ys, xs = window_starts(h, rh, overlap), window_starts(w, rw, overlap)
+    oy, ox = overlap if isinstance(overlap, Sequence) else (overlap, overlap)
+    ys, xs = window_starts(h, rh, oy), window_starts(w, rw, ox)
     for y0 in range(0, h, tile):
         ry = _region(y0, min(y0 + tile, h), ys, rh, h)
         for x0 in range(0, w, tile):
@@ -203,8 +207,7 @@ class MosaicSegmenter:
         chunked file the largest multiple of the chunk side that fits, when one does. The setting is refused when
         not even one window fits."""
         k, h, w = lazy.shape
-        overlap = float(np.atleast_1d(self.inferer.overlap)[0])
-        roi = self.inferer.max_roi_size
+        roi, overlap = self.inferer.window_plan((h, w))
         stored = lazy.dtype.itemsize if lazy.chunked is not None else 0
         per_px, budget = self.bytes_per_region_px(k, stored), self.memory_bytes - self.fixed_bytes()
         if not lazy.partial:
@@ -317,8 +320,8 @@ class MosaicSegmenter:
         self._frame_medians = np.nan_to_num(np.nanmedian(finite, axis=1)).astype(np.float32)  # NaN/Inf repair
         del sample, finite
         tile = self.choose_tile(lazy)
-        overlap = float(np.atleast_1d(self.inferer.overlap)[0])
-        tiles = plan_tiles((h, w), tile, self.inferer.max_roi_size, overlap)
+        roi, overlap = self.inferer.window_plan((h, w))  # the whole field's windows, used for every region
+        tiles = plan_tiles((h, w), tile, roi, overlap)
         logger.info(
             "%s: %d×%d px × %d frames in %d tile(s) of %d px (regions up to %d×%d px) within memory_gib=%g",
             path.name,
@@ -348,9 +351,10 @@ class MosaicSegmenter:
         progress.epoch_started(None)
 
         def label_tiles() -> Iterator[np.ndarray]:
-            for t in tiles:
-                yield self._segment_tile(lazy, t, tile, wavenumbers, lo, hi)
-                progress.iteration_completed(None)
+            with self.inferer.fixed_plan((h, w)):
+                for t in tiles:
+                    yield self._segment_tile(lazy, t, tile, wavenumbers, lo, hi)
+                    progress.iteration_completed(None)
 
         stem = stack_stem(path)
         out = write_label_tiles(

@@ -29,7 +29,7 @@ import torch
 from monai.data import MetaTensor
 from monai.data.meta_obj import get_track_meta
 from monai.transforms import RandomizableTransform, Transform
-from monai.utils import TransformBackends, convert_to_tensor
+from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 from scripts.io.errors import HSRSInputError
 from scripts.spectra.axis import (
     CANONICAL_RANGE,
@@ -226,17 +226,35 @@ class SpectralResample(Transform):
         )
         if step_out > 1.5 * step_in:  # anti-aliasing: smooth along K to the target's sampling first
             img = _smooth_frames(img, np.sqrt(step_out**2 - step_in**2) / 2.3548 / step_in)
-        pos = np.interp(self.target, wn, np.arange(wn.size, dtype=float))  # clamps outside: edge hold
-        i0 = np.clip(np.floor(pos).astype(np.int64), 0, wn.size - 1)
-        i1 = np.clip(i0 + 1, 0, wn.size - 1)
-        frac = torch.as_tensor(pos - i0, dtype=img.dtype, device=img.device).view(-1, 1, 1)
-        out = img[torch.as_tensor(i0)] * (1 - frac) + img[torch.as_tensor(i1)] * frac
+        out = _interpolate_frames(img, wn, self.target)
         outside = (self.target < wn[0]) | (self.target > wn[-1])
         if self.fill == "reference" and outside.any():
             out = _fill_by_reference(out, self.target, outside)
         if isinstance(out, MetaTensor):
             out.meta["wavenumbers"] = self.target.copy()
         return out
+
+
+def _interpolate_frames(img: torch.Tensor, wn: np.ndarray, target: np.ndarray) -> torch.Tensor:
+    """``img`` (K, H, W) linearly interpolated from ``wn`` onto ``target`` along K (edge hold outside).
+
+    Frame by frame into one output tensor, so a large field needs one extra stack of memory, not three;
+    a stack already on the target grid is returned as it is (no copy).
+    """
+    if wn.size == target.size and np.allclose(wn, target, rtol=0.0, atol=1e-6):
+        return img
+    pos = np.interp(target, wn, np.arange(wn.size, dtype=float))  # clamps outside: edge hold
+    i0 = np.clip(np.floor(pos).astype(np.int64), 0, wn.size - 1)
+    i1 = np.clip(i0 + 1, 0, wn.size - 1)
+    frac = pos - i0
+    src = img.as_tensor() if isinstance(img, MetaTensor) else img
+    out = src.new_empty((target.size, *src.shape[1:]))
+    for k, (a, b, f) in enumerate(zip(i0.tolist(), i1.tolist(), frac.tolist(), strict=True)):
+        if f == 0.0 or a == b:
+            out[k] = src[a]
+        else:
+            torch.lerp(src[a], src[b], f, out=out[k])
+    return convert_to_dst_type(out, img)[0]  # a MetaTensor keeps its metadata
 
 
 def reference_fill_operator(target: np.ndarray, outside: np.ndarray) -> np.ndarray:
