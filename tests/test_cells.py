@@ -462,3 +462,16 @@ def test_huge_field_with_thousands_of_cells(caplog):
     assert {r["droplet_count"] for r in m.rows} == {1}
     assert m.instances.cells.max() == 64 * 64
     assert "huge: 4096 cells" in caplog.text
+
+
+@pytest.mark.parametrize("radius", [1, 3, 6, 11])
+def test_disk_closing_equals_scikit_image_s_closing_with_a_disk(radius):
+    from scripts.cells.instances import disk_closing
+    from skimage.morphology import closing, disk
+
+    rng = np.random.default_rng(radius)
+    mask = ndimage.binary_dilation(rng.random((120, 90)) > 0.97, iterations=2)
+    inner = (slice(radius, -radius), slice(radius, -radius))  # away from the border, where the two pad differently
+    expected = closing(mask, disk(radius)).astype(bool)
+    assert np.array_equal(disk_closing(mask, radius)[inner], expected[inner])
+    assert disk_closing(mask, radius).sum() > mask.sum()  # gaps were closed

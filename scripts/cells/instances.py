@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 from skimage.filters import sobel, threshold_otsu
-from skimage.morphology import closing, disk, local_maxima, reconstruction
+from skimage.morphology import local_maxima, reconstruction
 from skimage.segmentation import watershed
 
 logger = logging.getLogger(__name__)
@@ -464,6 +464,22 @@ def segment_instances(
     )
 
 
+def disk_closing(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Binary closing of ``mask`` with a Euclidean disk of ``radius`` px, from two distance transforms.
+
+    Equal to ``skimage.morphology.closing(mask, disk(radius))`` (a pixel is within ``radius`` of the mask,
+    then at more than ``radius`` from what that left out), in a time that does not grow with the radius.
+
+    Examples:
+        >>> from skimage.morphology import closing, disk
+        >>> mask = np.random.default_rng(0).random((60, 50)) > 0.7
+        >>> bool((disk_closing(mask, 4)[4:-4, 4:-4] == closing(mask, disk(4))[4:-4, 4:-4].astype(bool)).all())
+        True
+    """
+    dilated = ndimage.distance_transform_edt(~mask) <= radius
+    return ndimage.distance_transform_edt(dilated) > radius
+
+
 def nucleus_instances(labels: np.ndarray, closing_px: float, depth_px: float, min_area_px: float) -> np.ndarray:
     """Nucleus instances: touching nuclei split apart, fragments of one nucleus joined.
 
@@ -496,7 +512,7 @@ def nucleus_instances(labels: np.ndarray, closing_px: float, depth_px: float, mi
     pieces = split_touching(mask, depth_px)
     components, n = ndimage.label(mask)
     # pad so that nuclei cut by the field edge are not eroded from it
-    closed = closing(np.pad(mask, r, mode="edge"), disk(r))[r:-r, r:-r].astype(bool)
+    closed = disk_closing(np.pad(mask, r, mode="edge"), r)[r:-r, r:-r]
     closed &= labels != LIPID_DROPLET
     closed |= mask
     groups, n_groups = ndimage.label(closed)
