@@ -33,10 +33,23 @@ from scripts.benchmarks import SectionResult, markdown_table
 
 TITLE = "Model cost: parameters, weights, MACs, CPU latency and peak memory"
 
+#: the fast encoder with instance normalisation on contiguous tensors (configs/baselines/hybrid_fast_instance_norm.yaml)
+INSTANCE_FAST = {
+    "encoder_conv": "factorized",
+    "channels_last": False,
+    "norm": ("instance", {"affine": True}),
+    "stem_spectral_stride": 8,
+}
 #: (label, network kind, constructor arguments). All models take (B, K, H, W) and give (B, 3, H, W).
 MODELS: tuple[tuple[str, str, dict], ...] = (
     ("HybridUNet, shipped: fast encoder ((2+1)D, batch norm, channels-last, stem stride 8)", "hybrid", "FAST_ENCODER"),
     ("HybridUNet, full 3D encoder (class defaults; shipped up to 0.3.0)", "hybrid", {}),
+    ("HybridUNet, fast encoder with instance norm (recipe study)", "hybrid", dict(INSTANCE_FAST)),
+    (
+        "HybridUNet, fast encoder with instance norm, twice the channels (recipe study)",
+        "hybrid",
+        {**INSTANCE_FAST, "features": (16, 32, 64, 128, 256)},
+    ),
     ("HybridUNet, plain 3D blocks (no multi-scale residual)", "hybrid", {"multiscale_residual": False}),
     ("HybridUNet, mean instead of attention pooling", "hybrid", {"attention_pooling": False}),
     ("HybridUNet, mean instead of spectral compression", "hybrid", {"spectral_compression": False}),
@@ -50,7 +63,7 @@ MODELS: tuple[tuple[str, str, dict], ...] = (
 )
 DEFAULT_MODEL, FULL_MODEL, REFERENCE_MODEL = MODELS[0][0], MODELS[1][0], MODELS[-1][0]
 #: the nnU-Net-style network the latency target compares with: the one the benchmark trains (128x128 plan)
-NNUNET_MODEL = MODELS[5][0]
+NNUNET_MODEL = next(label for label, kind, kw in MODELS if kind == "nnunet2d" and kw["patch_size"] == (128, 128))
 #: latency targets against the nnU-Net-style network (ratio) and against the model's own FLOP-bound time
 TARGET_NNUNET_RATIO, TARGET_FLOP_BOUND_RATIO = 1.0, 2.0
 SGEMM_SIZE, SGEMM_REPEATS = 2048, 10

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from scripts.benchmarks import SectionResult, markdown_table
-from scripts.benchmarks.bundle_runs import REPO, bundle_run, config_files
+from scripts.benchmarks.bundle_runs import REPO, bundle_run, config_files, inference_inferer
 from scripts.io.atomic import atomic_path
 from scripts.io.writer import write_stack
 from scripts.simulation.dataset import simulate_dataset
@@ -110,11 +110,19 @@ def run(quick: bool) -> SectionResult:
         f"({train['iterations_per_epoch']} iterations, "
         f"{train['seconds_per_epoch'] / max(train['iterations_per_epoch'], 1):.1f} s each; "
         f"validation excluded), peak memory {train['peak_rss_mib']:.0f} MiB. Inference wall times include Python start-up, "
-        "model loading, reading, resampling, the sliding window (256×256, overlap 0.25) and writing NIfTI + TIFF label maps, "
-        "overlay PNG and summary CSV."
+        f"model loading, reading, resampling, the sliding window ({_window_setting()}) and writing NIfTI + TIFF label "
+        "maps, overlay PNG, summary CSV and the per-cell readout."
     )
     scale_md, data["scale"] = _scale(quick)
     return SectionResult(table + "\n\n" + note + "\n\n" + scale_md, data)
+
+
+def _window_setting() -> str:
+    """The sliding-window setting of ``configs/inference.yaml``, in words."""
+    inferer = inference_inferer()
+    roi = "×".join(map(str, inferer.max_roi_size))
+    overlap = round(float(inferer.max_overlap) * inferer.max_roi_size[0])
+    return f"fitted windows of at most {roi}, overlap ≥ {overlap} px, batch {inferer.sw_batch_size}"
 
 
 def _seconds(hhmmss: str) -> float:
@@ -292,14 +300,17 @@ def _scale(quick: bool) -> tuple[str, dict]:
     rows += chunked_rows
     data["load_average_end"] = os.getloadavg()[0]
     table = markdown_table(["scale run", "command", "wall (s)", "result"], rows)
+    from scripts.engine.mosaic import ACTIVATION_BYTES_PER_WINDOW_PX  # (imports torch: after the runs)
+
     note = (
         f"Scale (issue 16). The CPU was shared with other jobs: load average {data['load_average_start']:.1f} at the "
         f"start and {data['load_average_end']:.1f} at the end on 2 cores, so wall times are upper bounds. 2 processes "
         "run 1 torch thread each (torchrun's default). The large mosaic replaces the network by a 1×1 convolution "
         "(`--network_def`, weights not loaded), so the run measures the data path (lazy reading, resampling, "
-        "normalising, the sliding window and writing tile by tile) in minutes; the HybridUNet's own activations "
-        "for one batch of 2 windows of 256² (about 0.34 GiB, measured) are reserved inside the same budget "
-        "(`scripts/engine/mosaic.py`, `ACTIVATION_BYTES_PER_WINDOW_PX`)."
+        "normalising, the sliding window and writing tile by tile) in minutes; the activations of one batch of the "
+        f"largest window ({_window_setting()}) are reserved inside the same budget at "
+        f"{ACTIVATION_BYTES_PER_WINDOW_PX} bytes per window pixel (`scripts/engine/mosaic.py`, "
+        "`ACTIVATION_BYTES_PER_WINDOW_PX`: measured for the full 3D encoder, an upper bound for the fast one)."
     )
     return table + "\n\n" + note, data
 
