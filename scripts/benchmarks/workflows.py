@@ -302,9 +302,12 @@ def _scale(quick: bool) -> tuple[str, dict]:
     table = markdown_table(["scale run", "command", "wall (s)", "result"], rows)
     from scripts.engine.mosaic import ACTIVATION_BYTES_PER_WINDOW_PX  # (imports torch: after the runs)
 
+    busy = max(data["load_average_start"], data["load_average_end"]) > 0.75 * (os.cpu_count() or 1) + 0.5
+
     note = (
-        f"Scale (issue 16). The CPU was shared with other jobs: load average {data['load_average_start']:.1f} at the "
-        f"start and {data['load_average_end']:.1f} at the end on 2 cores, so wall times are upper bounds. 2 processes "
+        f"Scale (issue 16). Load average {data['load_average_start']:.1f} at the start and "
+        f"{data['load_average_end']:.1f} at the end on {os.cpu_count()} cores"
+        f"{' (the CPU was shared with other jobs: wall times are upper bounds)' if busy else ''}. 2 processes "
         "run 1 torch thread each (torchrun's default). The large mosaic replaces the network by a 1×1 convolution "
         "(`--network_def`, weights not loaded), so the run measures the data path (lazy reading, resampling, "
         "normalising, the sliding window and writing tile by tile) in minutes; the activations of one batch of the "
