@@ -283,3 +283,18 @@ def test_model_cost_targets_judge_latency_against_nnunet_and_the_flop_bound():
     assert "shipped (fast encoder) HybridUNet latency 1.00 s = 0.80× the nnU-Net-style network's 1.25 s" in text
     assert f"the most FLOP-efficient network here, {mc.DEFAULT_MODEL}, runs at 1.9×" in text
     assert checks["all_met"] is False
+
+
+def test_model_cost_peak_memory_is_the_measuring_process_s_own_not_its_parent_s():
+    """Linux carries ru_maxrss over fork and exec: a spawned child of a large parent would report the parent's peak
+    (every network showed 4.7 GiB once the benchmark's parent had held a 2048² field)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from scripts.benchmarks.model_cost import _maxrss_bytes
+
+    parent = np.ones(400 * 2**20 // 8)  # 400 MiB held by this process
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        child_peak = pool.submit(_maxrss_bytes).result()
+    assert parent.sum() > 0
+    assert child_peak < 300 * 2**20

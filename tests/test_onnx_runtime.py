@@ -133,7 +133,8 @@ def test_missing_onnxruntime_is_one_line_saying_what_to_install(monkeypatch):
     with pytest.raises(HSRSOptionError, match=r"needs the onnxruntime package.*pip install onnxruntime") as excinfo:
         network_backend(small_network(), "onnxruntime")
     assert "\n" not in str(excinfo.value)
-    assert network_backend(net := small_network(), "torch") is net  # the default needs none of it
+    assert network_backend(net := small_network(), "torch") is net  # torch needs none of it
+    assert network_backend(net, "auto", "unused.onnx") is net  # nor auto: PyTorch when onnxruntime is missing
 
 
 def test_missing_onnxscript_is_one_line_saying_what_to_install(monkeypatch):
@@ -142,6 +143,36 @@ def test_missing_onnxscript_is_one_line_saying_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxscript", None)
     with pytest.raises(HSRSOptionError, match=r"needs the onnxscript package.*pip install onnxscript"):
         export_onnx(small_network())
+
+
+def test_auto_uses_an_export_of_the_weights_loaded_and_never_exports(exported, tmp_path, caplog):
+    network, _, cache = exported
+    stack = torch.rand(1, 64, 32, 48)
+    with torch.no_grad():
+        expected = network(stack)
+        auto = network_backend(network, "auto", cache)  # the export of exactly these weights is in place
+        torch.testing.assert_close(auto(stack), expected, atol=1e-3, rtol=1e-3)
+        assert auto._session is not None  # ONNX Runtime ran it
+        other = small_network(seed=1)  # other weights, the same (stale) file: PyTorch, no export
+        fallback = network_backend(other, "auto", cache)
+        missing = network_backend(network, "auto", tmp_path / "none.onnx")
+        with caplog.at_level("INFO", logger="scripts.networks.onnx_runtime"):
+            torch.testing.assert_close(fallback(stack), other(stack))
+            fallback(stack)
+            torch.testing.assert_close(missing(stack), expected)
+            missing(stack)
+    assert auto.exported == fallback.exported == missing.exported == 0
+    assert not (tmp_path / "none.onnx").exists()
+    assert sum("backend auto: PyTorch" in r.message for r in caplog.records) == 2  # one line per run, not per window
+    assert recorded_fingerprint(cache) == weights_fingerprint(network)  # the file was left alone
+
+
+def test_the_shipped_onnx_model_is_the_export_of_the_shipped_weights():
+    from scripts.benchmarks.bundle_runs import inference_network
+
+    network = inference_network()
+    network.load_state_dict(torch.load(REPO / "models" / "model.pt", map_location="cpu", weights_only=True))
+    assert recorded_fingerprint(REPO / "models" / "model.onnx") == weights_fingerprint(network)
 
 
 def test_unknown_backend_is_refused_with_the_choices():

@@ -11,7 +11,7 @@ from tests.conftest import REPO
 
 def test_large_files_yml_lists_the_weights_with_their_md5():
     entries = yaml.safe_load((REPO / "large_files.yml").read_text())["large_files"]
-    assert {e["path"] for e in entries} == {"models/model.pt", "models/model.ts"}
+    assert {e["path"] for e in entries} == {"models/model.pt", "models/model.ts", "models/model.onnx"}
     for entry in entries:
         assert entry["hash_type"] == "md5"
         digest = hashlib.md5((REPO / entry["path"]).read_bytes()).hexdigest()
@@ -23,7 +23,15 @@ DISTRIBUTIONS = {"ignite": "pytorch-ignite", "skimage": "scikit-image", "sklearn
 #: Provided by MONAI / PyTorch themselves (their versions have own metadata keys) or optional (imported in a try).
 #: zarr: only for OME-Zarr and chunked TIFF (scripts/io/ome_zarr.py says to install it); zarr 3.1 needs numpy >= 2,
 #: which the MONAI Label environment cannot have.
-NOT_LISTED = {"monai", "torch", "numpy", "pyarrow", "zarr", "onnxruntime", "onnxscript"}  # ONNX: --backend onnxruntime
+NOT_LISTED = {
+    "monai",
+    "torch",
+    "numpy",
+    "pyarrow",
+    "zarr",
+    "onnxruntime",
+    "onnxscript",
+}  # ONNX Runtime: optional (backend auto uses it when installed)
 
 
 def _third_party_imports() -> set[str]:

@@ -6,7 +6,7 @@ resident memory of one forward pass is not hidden by an earlier, larger one. In 
 1. the model is built under ``torch.manual_seed(0)`` in eval mode and a ``(1, K, H, W)`` input is drawn;
 2. the first forward pass (``torch.inference_mode``) counts multiply–accumulates with forward hooks on
    every convolution, transposed convolution and linear layer, and the growth of peak RSS over the
-   RSS just before it is its memory cost (``resource.getrusage(RUSAGE_SELF).ru_maxrss``);
+   RSS just before it is its memory cost (``VmHWM`` of /proc/self/status, else ``ru_maxrss``);
 3. ``repeats`` further forward passes are timed, and the median is reported;
 4. the ``state_dict`` (float32) is saved with ``torch.save`` to a temporary file to size the weights.
 
@@ -95,6 +95,11 @@ def build_model(kind: str, kwargs: dict | str):
 
 
 def _maxrss_bytes() -> int:
+    """This process's peak RSS: ``VmHWM`` where /proc has it (it starts afresh at exec), else ``ru_maxrss`` --
+    which Linux carries over fork and exec, so a spawned child of a large parent would report the parent's peak."""
+    hwm = _proc_status_bytes("VmHWM")
+    if hwm is not None:
+        return hwm
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is in bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 

@@ -1,9 +1,11 @@
 """ONNX Runtime as the inference backend: the network's forward pass run by an ``onnxruntime`` session on the CPU.
 
 ``backend: onnxruntime`` in ``configs/inference.yaml`` (``--backend onnxruntime``) makes ``network`` an
-:class:`OnnxRuntimeNetwork` around ``network_def``; ``backend: torch`` (the default) leaves it the PyTorch
-network. Everything else stays as it is: the weights still come from ``models/model.pt`` through the
-weights loader (``handlers#0``), which loads them into the wrapped PyTorch network, and the sliding window,
+:class:`OnnxRuntimeNetwork` around ``network_def``; ``backend: torch`` leaves it the PyTorch network;
+``backend: auto`` (the default) takes ONNX Runtime on the CPU when the export of the weights loaded is in place
+and PyTorch otherwise (:func:`network_backend`). Everything else stays as it is: the weights still come from
+``models/model.pt`` through the weights loader (``handlers#0``), which loads them into the wrapped PyTorch
+network, and the sliding window,
 the quality check and the mosaic workflow call the wrapper as they call a network. MONAI Label builds its
 own network from ``network_def`` and so always runs PyTorch.
 
@@ -26,6 +28,7 @@ and the logits are cropped back.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -45,7 +48,7 @@ from scripts.networks.onnx_export import (
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 def require_onnxruntime():
@@ -61,14 +64,33 @@ def require_onnxruntime():
 
 
 def network_backend(
-    network: nn.Module, backend: str = "torch", cache_path: str | Path | None = None, threads: int | None = None
+    network: nn.Module, backend: str = "auto", cache_path: str | Path | None = None, threads: int | None = None
 ) -> nn.Module:
-    """``network`` itself for ``backend="torch"``, an :class:`OnnxRuntimeNetwork` around it for ``"onnxruntime"``."""
+    """``network`` itself for ``backend="torch"``, an :class:`OnnxRuntimeNetwork` around it for ``"onnxruntime"``.
+
+    ``"auto"`` (the default of ``configs/inference.yaml``): ONNX Runtime where it was measured faster with equal
+    outputs (``docs/results.md``, ONNX Runtime section) and costs nothing to set up -- a network on the CPU,
+    ``onnxruntime`` installed, and an export of exactly the weights loaded already in ``cache_path`` (the
+    bundle ships ``models/model.onnx`` for ``models/model.pt``) -- and PyTorch otherwise (a GPU, other weights, no
+    onnxruntime), with one INFO line saying why. ``"auto"`` never exports: ``--backend onnxruntime`` does.
+    """
     name = str(backend).strip().lower()
     if name == "torch":
         return network
     if name == "onnxruntime":
         return OnnxRuntimeNetwork(network, cache_path=cache_path, threads=threads)
+    if name == "auto":
+        why = None
+        if not all(p.device.type == "cpu" for p in network.parameters()):
+            why = "the network is not on the CPU"
+        elif importlib.util.find_spec("onnxruntime") is None:
+            why = "onnxruntime is not installed"
+        elif not cache_path:
+            why = "no ONNX file given"
+        if why:
+            logger.info("backend auto: PyTorch (%s).", why)
+            return network
+        return OnnxRuntimeNetwork(network, cache_path=cache_path, threads=threads, export=False)
     raise HSRSOptionError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}.")
 
 
@@ -85,6 +107,9 @@ class OnnxRuntimeNetwork(nn.Module):
         threads: intra-op threads of the session; None takes ``torch.get_num_threads()``.
         spinning: let idle threads spin; None: not with ``OMP_WAIT_POLICY=PASSIVE``, else ONNX Runtime's default.
         frames: ``K`` of the exported input (the canonical 64).
+        export: False (``backend: auto``): never export; without an export of the weights loaded in
+            ``cache_path``, or for a stack of other than ``frames`` frames, the PyTorch network runs instead
+            (one INFO line).
 
     Shape:
         - input: ``(B, frames, H, W)`` on any device (the output comes back on the input's device)
@@ -98,10 +123,14 @@ class OnnxRuntimeNetwork(nn.Module):
         threads: int | None = None,
         spinning: bool | None = None,
         frames: int = FRAMES,
+        export: bool = True,
     ) -> None:
         super().__init__()
         require_onnxruntime()
         self.network = network
+        self.export = bool(export)
+        self._use_torch = False  # export=False and no export of these weights: PyTorch runs
+        self._torch_logged = False
         self.cache_path = Path(cache_path) if cache_path else None
         self.threads = int(threads) if threads else None
         self.frames = int(frames)
@@ -114,6 +143,7 @@ class OnnxRuntimeNetwork(nn.Module):
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         result = self.network.load_state_dict(state_dict, strict=strict, assign=assign)
         self._session = None  # the next forward pass checks the export against these weights
+        self._use_torch = self._torch_logged = False
         return result
 
     def state_dict(self, *args, **kwargs):
@@ -143,13 +173,16 @@ class OnnxRuntimeNetwork(nn.Module):
                 session = self._new_session(str(path))
                 recorded = session.get_modelmeta().custom_metadata_map.get(FINGERPRINT_KEY)
             except Exception as e:  # a damaged file: export again
-                logger.warning("%s cannot be read by ONNX Runtime (%s); exporting the network again.", path, e)
+                again = "exporting the network again" if self.export else "not used"
+                logger.warning("%s cannot be read by ONNX Runtime (%s); %s.", path, e, again)
                 session, recorded = None, None
             if recorded == fingerprint:
                 logger.info("ONNX Runtime backend: %s (matches the weights loaded)", path)
                 return session
-            if session is not None:
+            if session is not None and self.export:
                 logger.info("%s was exported from other weights: exporting the network again.", path)
+        if not self.export:
+            return None
         model = export_onnx(self.network, self.frames)
         self.exported += 1
         if path is not None:
@@ -162,7 +195,23 @@ class OnnxRuntimeNetwork(nn.Module):
         return self._new_session(model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of a batch of spectral stacks, computed by ONNX Runtime."""
+        """Logits of a batch of spectral stacks, computed by ONNX Runtime (or PyTorch, see ``export``)."""
+        if not self.export:
+            if x.shape[1] == self.frames and not self._use_torch and self._session is None:
+                self._session = self._load_or_export()
+                self._use_torch = self._session is None
+            if self._use_torch or x.shape[1] != self.frames:
+                if not self._torch_logged:
+                    logger.info(
+                        "backend auto: PyTorch (%s); --backend onnxruntime exports the weights once for ONNX Runtime.",
+                        (
+                            f"{x.shape[1]} frames, the ONNX model takes {self.frames}"
+                            if x.shape[1] != self.frames
+                            else f"no ONNX export of these weights in {self.cache_path}"
+                        ),
+                    )
+                    self._torch_logged = True
+                return self.network(x)
         if hasattr(self.network, "check_input"):
             self.network.check_input(x)
         if x.shape[1] != self.frames:
