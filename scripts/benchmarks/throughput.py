@@ -191,16 +191,17 @@ def profile_table(plain: dict, profiled: dict) -> tuple[str, dict]:
 
 #: settings compared in one run: (name, bundle overrides). The first is what inference.yaml ships.
 VARIANTS: list[tuple[str, dict]] = [
-    ("shipped defaults (prefetch 1, background writing, fitted windows: one of 512²)", {}),
+    ("shipped defaults (prefetch 1, background writing, one window of 512², backend auto: ONNX Runtime)", {}),
     ("no prefetch, outputs written on the engine thread", {"prefetch": 0, "background_writing": False}),
-    ("ONNX Runtime backend (first run also exports the weights)", {"backend": "onnxruntime"}),
+    ("PyTorch backend (`--backend torch`)", {"backend": "torch"}),
     (
         "previous window (2 × 256² per batch, MONAI's placement, overlap 0.25)",
         {"roi_size": [256, 256], "sw_batch_size": 2, "window_overlap": 0.25, "inferer#fit_windows": False},
     ),
     (
-        "previous defaults (all three)",
+        "previous defaults (all four)",
         {
+            "backend": "torch",
             "prefetch": 0,
             "background_writing": False,
             "roi_size": [256, 256],
