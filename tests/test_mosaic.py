@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from scripts.engine.inferers import FieldSlidingWindowInferer
-from scripts.engine.mosaic import MosaicSegmenter, plan_tiles
+from scripts.engine.mosaic import MosaicSegmenter, plan_tiles, process_rss_bytes
 from scripts.io.errors import HSRSOptionError
 from scripts.io.mosaic import MosaicTooLargeError, open_lazily, write_label_tiles
 from scripts.io.reader import read_hsrs
@@ -177,3 +177,23 @@ def test_mosaic_config_writes_a_tiled_label_map_and_summary_row_and_resumes(mosa
 def test_mosaic_memory_setting_must_be_positive(tmp_path):
     with pytest.raises(HSRSOptionError, match="memory_gib"):
         _segmenter(tmp_path, memory_gib=0)
+
+
+def test_a_window_too_large_for_the_memory_setting_is_shrunk_keeping_the_overlap_in_pixels(tmp_path, caplog):
+    stack = np.random.default_rng(2).random((64, 1200, 1200)).astype(np.float32)
+    np.save(tmp_path / "field.npy", stack)
+    inferer = FieldSlidingWindowInferer(roi_size=[768, 768], overlap=1 / 6)
+    net = HybridUNet(out_channels=3, features=[4, 8])
+    room = 2.5  # GiB beyond this process: windows of 768² need ~3.9 (regions of 1200² px), of 512² ~1.9
+    seg = MosaicSegmenter(net, inferer, tmp_path / "out", memory_gib=process_rss_bytes() / 2**30 + room)
+    lazy = open_lazily(tmp_path / "field.npy")
+    with caplog.at_level("INFO", logger="scripts.engine.mosaic"):
+        tile = seg.choose_tile(lazy)
+    assert seg.inferer.max_roi_size < (768, 768)
+    assert round(seg.inferer.max_overlap[0] * seg.inferer.max_roi_size[0]) == 128  # the same overlap in pixels
+    assert any("windows of at most" in r.message for r in caplog.records)
+    regions = plan_tiles((1200, 1200), tile, *seg.inferer.window_plan((1200, 1200)))
+    assert max(t.region_px for t in regions) * seg.bytes_per_region_px(64) <= seg.memory_bytes - seg.fixed_bytes()
+    seg.memory_bytes = 64 * 2**30  # a roomy setting: the configured window again, for the next stack
+    seg.choose_tile(lazy)
+    assert seg.inferer is inferer

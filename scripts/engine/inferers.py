@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Sequence
@@ -140,6 +141,17 @@ class FieldSlidingWindowInferer(SlidingWindowInferer):
             rois.append(roi)
             fractions.append(1.0 - (interval + 0.5) / roi)  # MONAI's interval: int(roi × (1 − overlap))
         return tuple(rois), tuple(fractions)
+
+    def with_max_roi(self, roi_size: Sequence[int]) -> FieldSlidingWindowInferer:
+        """A copy whose largest window is ``roi_size``, overlapping by as many pixels as this one's windows."""
+        overlaps = _per_axis(self.max_overlap, len(self.max_roi_size))
+        new = copy.copy(self)
+        new.max_roi_size = tuple(int(r) for r in roi_size)
+        new.max_overlap = tuple(
+            min(o * old / r, 0.5) for o, old, r in zip(overlaps, self.max_roi_size, new.max_roi_size, strict=True)
+        )
+        new.roi_size, new.overlap, new._fixed = new.max_roi_size, new.max_overlap, None
+        return new
 
     @contextmanager
     def fixed_plan(self, field: Sequence[int]):

@@ -162,6 +162,7 @@ class MosaicSegmenter:
         label_format: str = "tif",
     ):
         self.network, self.inferer = network, inferer
+        self._configured_inferer = inferer  # choose_tile may use a smaller window for one stack
         self.output_dir = check_writable(output_dir)
         if not float(memory_gib) > 0:
             raise HSRSOptionError(f"memory_gib must be a positive number of GiB, got {memory_gib!r}.")
@@ -204,8 +205,35 @@ class MosaicSegmenter:
 
     def choose_tile(self, lazy: LazyStack) -> int:
         """The largest tile (multiple of 16) whose region fits in ``memory_gib`` with the chunks being decoded; for a
-        chunked file the largest multiple of the chunk side that fits, when one does. The setting is refused when
-        not even one window fits."""
+        chunked file the largest multiple of the chunk side that fits, when one does.
+
+        A region holds every window touching its tile, so large windows need large regions: when not even the
+        smallest tile fits with the inferer's largest window, the largest window is shrunk (steps of 64 px, down to
+        256 px, the overlap in pixels kept; logged) until one does. The setting is refused when none fits."""
+        configured = self._configured_inferer
+        roi = configured.max_roi_size
+        candidates = [roi] + [(r, r) for r in range(min(roi) - 64, 255, -64) if r % configured.divisor == 0]
+        for candidate in candidates:
+            self.inferer = configured if candidate == roi else configured.with_max_roi(candidate)
+            try:
+                tile = self._choose_tile(lazy)
+            except (HSRSOptionError, MosaicTooLargeError):
+                if candidate == candidates[-1]:
+                    self.inferer = configured
+                    return self._choose_tile(lazy)  # raises with the configured window in the message
+                continue
+            if candidate != roi:
+                logger.info(
+                    "%s: windows of at most %d×%d px (roi_size %d×%d needs more than memory_gib=%g)",
+                    lazy.path.name,
+                    *candidate,
+                    *roi,
+                    self.memory_bytes / GIB,
+                )
+            return tile
+        return self._choose_tile(lazy)
+
+    def _choose_tile(self, lazy: LazyStack) -> int:
         k, h, w = lazy.shape
         roi, overlap = self.inferer.window_plan((h, w))
         stored = lazy.dtype.itemsize if lazy.chunked is not None else 0
