@@ -218,9 +218,6 @@ class MosaicSegmenter:
             try:
                 tile = self._choose_tile(lazy)
             except (HSRSOptionError, MosaicTooLargeError):
-                if candidate == candidates[-1]:
-                    self.inferer = configured
-                    return self._choose_tile(lazy)  # raises with the configured window in the message
                 continue
             if candidate != roi:
                 logger.info(
@@ -231,7 +228,8 @@ class MosaicSegmenter:
                     self.memory_bytes / GIB,
                 )
             return tile
-        return self._choose_tile(lazy)
+        self.inferer = configured
+        return self._choose_tile(lazy)  # none fits: raises, naming the configured window
 
     def _choose_tile(self, lazy: LazyStack) -> int:
         k, h, w = lazy.shape

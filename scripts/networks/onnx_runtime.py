@@ -197,9 +197,8 @@ class OnnxRuntimeNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of a batch of spectral stacks, computed by ONNX Runtime (or PyTorch, see ``export``)."""
         if not self.export:
-            if x.shape[1] == self.frames and not self._use_torch and self._session is None:
-                self._session = self._load_or_export()
-                self._use_torch = self._session is None
+            if x.shape[1] == self.frames and not self._use_torch:
+                self._use_torch = self.session is None  # no export of these weights: never looked for again
             if self._use_torch or x.shape[1] != self.frames:
                 if not self._torch_logged:
                     logger.info(
