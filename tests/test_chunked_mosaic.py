@@ -40,17 +40,22 @@ def _tiled_tiff(path, stack, wavenumbers, **kwargs):
 
 
 class CountingReads:
-    """Spies on ChunkedStack.region: the largest region read, in pixels."""
+    """Spies on ChunkedStack.region (the largest region read, in pixels; the calls) and ChunkedStack.points."""
 
     def __init__(self, monkeypatch):
-        self.largest, self.calls = 0, 0
-        original = ChunkedStack.region
+        self.largest, self.calls, self.point_reads = 0, 0, 0
+        original, original_points = ChunkedStack.region, ChunkedStack.points
 
         def region(stack, y0, y1, x0, x1):
             self.largest, self.calls = max(self.largest, (y1 - y0) * (x1 - x0)), self.calls + 1
             return original(stack, y0, y1, x0, x1)
 
+        def points(stack, ys, xs):
+            self.point_reads += 1
+            return original_points(stack, ys, xs)
+
         monkeypatch.setattr(ChunkedStack, "region", region)
+        monkeypatch.setattr(ChunkedStack, "points", points)
 
 
 @pytest.mark.parametrize(
@@ -75,6 +80,7 @@ def test_a_chunked_tiff_is_read_in_parts_through_zarr(tmp_path, layout):
     assert lazy.shape == (20, 70, 90)
     assert lazy.pixel_size_um == 0.25
     assert np.array_equal(lazy.region(5, 40, 7, 80), stack[:, 5:40, 7:80])
+    assert np.array_equal(lazy.region(0, 70, 0, 90), stack)  # the whole field: tifffile decodes it in threads
     assert np.array_equal(lazy.points(np.array([0, 9, 69]), np.array([3, 89])), stack[:, [0, 9, 69]][:, :, [3, 89]])
     np.testing.assert_allclose(lazy.wavenumbers, WAVENUMBERS)
     lazy.close()
@@ -137,10 +143,12 @@ def test_chunked_stacks_are_segmented_tile_by_tile_as_whole_reading_only_regions
     whole, _, _ = _segmenter(tmp_path / "whole")
     tiled, _, _ = _segmenter(tmp_path / "tiled", tile_px=48)
     for source in sources:
+        spy.largest = spy.calls = spy.point_reads = 0
         a = read_hsrs(whole.output_dir / f"{whole.segment(source)['stem']}.tif")[0][0]
-        spy.largest = spy.calls = 0
+        assert (spy.calls, spy.point_reads) == (1, 0)  # one tile: the field is decoded once, sampled from memory
+        spy.largest = spy.calls = spy.point_reads = 0
         b = read_hsrs(tiled.output_dir / f"{tiled.segment(source)['stem']}.tif")[0][0]
-        assert spy.calls == 9
+        assert (spy.calls, spy.point_reads) == (9, 1)
         planned = plan_tiles((144, 112), 48, *tiled.inferer.window_plan((144, 112)))
         assert spy.largest == max(t.region_px for t in planned)  # only the planned regions are read
         assert spy.largest < 144 * 112 * 0.6  # none near the whole field

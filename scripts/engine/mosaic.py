@@ -21,7 +21,7 @@
    atomic), then a row of ``summary.csv`` (as :class:`~scripts.engine.segmentation_writer.SegmentationWriter`).
 
 Peak memory ≈ the process and the network's activations for one batch of windows + one region
-(about ``4 × (K + 5 × 64 + 8)`` bytes per region pixel during preprocessing and inference, plus the
+(at most ``4 × (K + 2 × 64 + 8)`` bytes per region pixel during preprocessing and inference, plus the
 region in its stored type for a chunked file) + the chunks being decoded (``2 ×`` a chunk's bytes × the
 chunks decoded at once, 1 to 4 as the budget allows) + 6 bytes per field pixel for the summary's
 object counts at the end.
@@ -183,11 +183,15 @@ class MosaicSegmenter:
 
     # ------------------------------------------------------------------------------------------ planning
     def bytes_per_region_px(self, frames: int, stored_itemsize: int = 0) -> int:
-        """Working memory per pixel of a region: the raw frames, resampling and normalising (64 frames, a few
-        temporaries) and the sliding window's logits, weights and count map; plus the region in its stored type
-        (``stored_itemsize`` bytes a value) when a chunked file is read."""
+        """Working memory per pixel of a region, a bound over the steps: the region in its stored type (``stored_itemsize``
+        bytes a value, a chunked file) while it becomes float32 (``frames``); the float32 frames while they are
+        resampled frame by frame into the 64 canonical ones (``target``; normalising is in place); those while the
+        sliding window fills its logits, weights and count map (8 values). Their sum, with one more ``target`` for
+        the NaN mask and the network's input windows: 928 bytes for 64 uint16 frames: 3.6 GiB for a 2048² field whole,
+        where the process was measured to grow by 2.1 GiB with the network's activations (ONNX Runtime, 768² windows).
+        """
         target = int(self.resample.target.size)
-        return 4 * (frames + 5 * target + 8) + stored_itemsize * frames
+        return 4 * (frames + 2 * target + 8) + stored_itemsize * frames
 
     def fixed_bytes(self) -> int:
         """Memory that does not depend on the tile: this process now + one batch of windows through the network."""
@@ -287,11 +291,15 @@ class MosaicSegmenter:
         return tile
 
     # ------------------------------------------------------------------------------------------ one stack
-    def _sample(self, lazy: LazyStack) -> np.ndarray:
+    def _sample(self, lazy: LazyStack, whole: np.ndarray | None = None) -> np.ndarray:
+        """The subsample grid's pixels, all frames (K, ny, nx): from ``whole`` (the field already read) when
+        given, else read from the file."""
         _, h, w = lazy.shape
         ys = np.unique(np.linspace(0, h - 1, min(h, self.sample_px)).round().astype(int))
         xs = np.unique(np.linspace(0, w - 1, min(w, self.sample_px)).round().astype(int))
-        return lazy.points(ys, xs)  # (K, ny, nx)
+        if whole is not None:
+            return whole[:, ys[:, None], xs[None, :]]
+        return lazy.points(ys, xs)
 
     def _preprocess(self, raw: np.ndarray, wavenumbers: np.ndarray, lo: float, hi: float) -> torch.Tensor:
         img = self.resample(torch.from_numpy(raw), wavenumbers)
@@ -335,7 +343,9 @@ class MosaicSegmenter:
         k, h, w = lazy.shape
         if k < self.min_frames:
             raise HSRSInputError(f"{path}: the stack has {k} frames; at least {self.min_frames} are needed.")
-        sample = self._sample(lazy)
+        tile = self.choose_tile(lazy)
+        whole = self._read_if_one_tile(lazy, tile)
+        sample = self._sample(lazy, whole)
         if not np.any(sample):
             raise HSRSInputError(f"{path}: every sampled pixel is 0; the acquisition is empty or the wrong file.")
         check = check_axis(sample, lazy.wavenumbers, self.axis_check, source=str(path))
@@ -345,7 +355,6 @@ class MosaicSegmenter:
         finite = np.where(np.isfinite(sample), sample, np.nan).reshape(k, -1)
         self._frame_medians = np.nan_to_num(np.nanmedian(finite, axis=1)).astype(np.float32)  # NaN/Inf repair
         del sample, finite
-        tile = self.choose_tile(lazy)
         roi, overlap = self.inferer.window_plan((h, w))  # the whole field's windows, used for every region
         tiles = plan_tiles((h, w), tile, roi, overlap)
         logger.info(
@@ -377,9 +386,11 @@ class MosaicSegmenter:
         progress.epoch_started(None)
 
         def label_tiles() -> Iterator[np.ndarray]:
+            nonlocal whole
             with self.inferer.fixed_plan((h, w)):
                 for t in tiles:
-                    yield self._segment_tile(lazy, t, tile, wavenumbers, lo, hi)
+                    raw, whole = whole, None  # one tile: its region is the field read above
+                    yield self._segment_tile(lazy, t, tile, wavenumbers, lo, hi, raw)
                     progress.iteration_completed(None)
 
         stem = stack_stem(path)
@@ -401,12 +412,31 @@ class MosaicSegmenter:
         )
         return row
 
+    def _read_if_one_tile(self, lazy: LazyStack, tile: int) -> np.ndarray | None:
+        """The whole field (float32), read once, when a chunked file is segmented as one tile: the subsample then
+        comes from it instead of decoding every chunk a second time. None (nothing read) otherwise."""
+        _, h, w = lazy.shape
+        if lazy.chunked is None or tile < max(h, w):
+            return None
+        t0 = time.perf_counter()
+        whole = lazy.region(0, h, 0, w)
+        self.timings["read"] += time.perf_counter() - t0
+        return whole
+
     @torch.inference_mode()
     def _segment_tile(
-        self, lazy: LazyStack, t: Tile, tile: int, wavenumbers: np.ndarray, lo: float, hi: float
+        self,
+        lazy: LazyStack,
+        t: Tile,
+        tile: int,
+        wavenumbers: np.ndarray,
+        lo: float,
+        hi: float,
+        raw: np.ndarray | None = None,
     ) -> np.ndarray:
+        """The label tile of ``t``; ``raw`` is its region when already read."""
         t0 = time.perf_counter()
-        raw = lazy.region(t.ry0, t.ry1, t.rx0, t.rx1)
+        raw = lazy.region(t.ry0, t.ry1, t.rx0, t.rx1) if raw is None else raw
         t1 = time.perf_counter()
         bad = ~np.isfinite(raw)
         if bad.any():  # as the reader's nan_policy="repair": the frame's median (of the subsample)
