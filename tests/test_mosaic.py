@@ -184,7 +184,7 @@ def test_a_window_too_large_for_the_memory_setting_is_shrunk_keeping_the_overlap
     np.save(tmp_path / "field.npy", stack)
     inferer = FieldSlidingWindowInferer(roi_size=[768, 768], overlap=1 / 6)
     net = HybridUNet(out_channels=3, features=[4, 8])
-    room = 2.5  # GiB beyond this process: windows of 768² need ~3.9 (regions of 1200² px), of 512² ~1.9
+    room = 2.3  # GiB beyond this process: windows of 768² need ~2.6 (their activations, regions of 1200² px)
     seg = MosaicSegmenter(net, inferer, tmp_path / "out", memory_gib=process_rss_bytes() / 2**30 + room)
     lazy = open_lazily(tmp_path / "field.npy")
     with caplog.at_level("INFO", logger="scripts.engine.mosaic"):
@@ -197,3 +197,37 @@ def test_a_window_too_large_for_the_memory_setting_is_shrunk_keeping_the_overlap
     seg.memory_bytes = 64 * 2**30  # a roomy setting: the configured window again, for the next stack
     seg.choose_tile(lazy)
     assert seg.inferer is inferer
+
+
+def test_of_the_smaller_windows_that_fit_the_one_with_the_least_network_and_reading_work_is_taken(tmp_path):
+    # a 4096² field (never read: only its shape is planned) in 1.5 GiB beyond this process: windows of 512² still
+    # fit, but with tiles so small that each window is recomputed many times; 320² windows do far less work
+    from pathlib import Path
+
+    from scripts.engine.mosaic import plan_cost
+    from scripts.io.mosaic import LazyStack
+
+    field = (4096, 4096)
+    lazy = LazyStack(Path(tmp_path / "virtual.npy"), (64, *field), np.dtype("float32"), None, None, partial=True)
+    inferer = FieldSlidingWindowInferer(roi_size=[768, 768], overlap=1 / 6)
+    net = HybridUNet(out_channels=3, features=[4, 8])
+    memory_gib = process_rss_bytes() / 2**30 + 1.5
+    seg = MosaicSegmenter(net, inferer, tmp_path / "out", memory_gib=memory_gib)
+    tile = seg.choose_tile(lazy)
+    chosen = plan_cost(field, tile, *seg.inferer.window_plan(field))
+    tiles = plan_tiles(field, tile, *seg.inferer.window_plan(field))
+    assert (chosen.largest_region_px, chosen.region_px) == (
+        max(t.region_px for t in tiles),
+        sum(t.region_px for t in tiles),
+    )
+    fitting = {}
+    for r in range(256, 768, 64):
+        other = MosaicSegmenter(net, inferer.with_max_roi((r, r)), tmp_path / "out", memory_gib=memory_gib)
+        try:
+            cost = plan_cost(field, other._choose_tile(lazy), *other.inferer.window_plan(field))
+        except HSRSOptionError:
+            continue
+        fitting[r] = cost.window_px + cost.region_px
+    assert len(fitting) >= 3
+    assert chosen.window_px + chosen.region_px == min(fitting.values())
+    assert seg.inferer.max_roi_size[0] < max(fitting)  # not simply the largest window that fits

@@ -99,9 +99,21 @@ class Tile:
         return (self.ry1 - self.ry0) * (self.rx1 - self.rx0)
 
 
-def _region(a: int, b: int, starts: Sequence[int], roi: int, size: int) -> tuple[int, int]:
-    touching = [s for s in starts if s < b and s + roi > a]
-    return min(touching), min(max(touching) + roi, size)
+def _axis_plan(size: int, tile: int, starts: Sequence[int], roi: int) -> list[tuple[int, int, int, int, int]]:
+    """Along one axis: for each tile ``[a, b)``, the region ``[r0, r1)`` of the windows touching it and how many
+    windows that is: ``(a, b, r0, r1, windows)``."""
+    plan = []
+    for a in range(0, size, tile):
+        b = min(a + tile, size)
+        touching = [s for s in starts if s < b and s + roi > a]
+        plan.append((a, b, min(touching), min(max(touching) + roi, size), len(touching)))
+    return plan
+
+
+def _axis_plans(field: tuple[int, int], tile: int, roi: Sequence[int], overlap: float | Sequence[float]):
+    (h, w), (rh, rw) = field, (min(int(roi[0]), field[0]), min(int(roi[1]), field[1]))
+    oy, ox = overlap if isinstance(overlap, Sequence) else (overlap, overlap)
+    return _axis_plan(h, tile, window_starts(h, rh, oy), rh), _axis_plan(w, tile, window_starts(w, rw, ox), rw), rh * rw
 
 
 def read_amplification(tiles: Sequence[Tile], chunks: Sequence[int]) -> float:
@@ -120,16 +132,30 @@ def plan_tiles(field: tuple[int, int], tile: int, roi: Sequence[int], overlap: f
 
     ``roi`` and ``overlap`` (one or per axis) are the windows MONAI places on the whole field
     (:meth:`FieldSlidingWindowInferer.window_plan`)."""
-    tiles = []
-    (h, w), (rh, rw) = field, (min(int(roi[0]), field[0]), min(int(roi[1]), field[1]))
-    oy, ox = overlap if isinstance(overlap, Sequence) else (overlap, overlap)
-    ys, xs = window_starts(h, rh, oy), window_starts(w, rw, ox)
-    for y0 in range(0, h, tile):
-        ry = _region(y0, min(y0 + tile, h), ys, rh, h)
-        for x0 in range(0, w, tile):
-            rx = _region(x0, min(x0 + tile, w), xs, rw, w)
-            tiles.append(Tile(y0, min(y0 + tile, h), x0, min(x0 + tile, w), *ry, *rx))
-    return tiles
+    ys, xs, _ = _axis_plans(field, tile, roi, overlap)
+    return [Tile(y0, y1, x0, x1, ry0, ry1, rx0, rx1) for y0, y1, ry0, ry1, _ in ys for x0, x1, rx0, rx1, _ in xs]
+
+
+@dataclass(frozen=True)
+class PlanCost:
+    """What a tile plan costs: its largest region and, summed over the regions, the pixels read and the window
+    pixels the network computes (a window is computed once for every region that holds it)."""
+
+    largest_region_px: int
+    region_px: int
+    window_px: int
+
+
+def plan_cost(field: tuple[int, int], tile: int, roi: Sequence[int], overlap: float | Sequence[float]) -> PlanCost:
+    """:class:`PlanCost` of :func:`plan_tiles` ``(field, tile, roi, overlap)``, computed along each axis (fast for
+    any field: the regions are the products of the rows' and the columns' extents)."""
+    ys, xs, window = _axis_plans(field, tile, roi, overlap)
+    extent_y, extent_x = [p[3] - p[2] for p in ys], [p[3] - p[2] for p in xs]
+    return PlanCost(
+        largest_region_px=max(extent_y) * max(extent_x),
+        region_px=sum(extent_y) * sum(extent_x),
+        window_px=sum(p[4] for p in ys) * sum(p[4] for p in xs) * window,
+    )
 
 
 class MosaicSegmenter:
@@ -212,28 +238,45 @@ class MosaicSegmenter:
         chunked file the largest multiple of the chunk side that fits, when one does.
 
         A region holds every window touching its tile, so large windows need large regions: when not even the
-        smallest tile fits with the inferer's largest window, the largest window is shrunk (steps of 64 px, down to
-        256 px, the overlap in pixels kept; logged) until one does. The setting is refused when none fits."""
+        smallest tile fits with the inferer's largest window, smaller windows are tried (steps of 64 px, down to
+        256 px, the overlap in pixels kept) and the one with the least work is taken, logged: the window pixels the
+        network computes plus the region pixels read, summed over the tiles (:func:`plan_cost`; smaller windows
+        overlap more, smaller tiles recompute more windows around them). The setting is refused when none fits."""
         configured = self._configured_inferer
         roi = configured.max_roi_size
-        candidates = [roi] + [(r, r) for r in range(min(roi) - 64, 255, -64) if r % configured.divisor == 0]
+        _, h, w = lazy.shape
+        candidates = [(r, r) for r in range(min(roi) - 64, 255, -64) if r % configured.divisor == 0]
+        self.inferer = configured
+        try:
+            return self._choose_tile(lazy)
+        except (HSRSOptionError, MosaicTooLargeError):
+            if not candidates:
+                raise
+        best: tuple[int, int, FieldSlidingWindowInferer] | None = None  # (region pixels, tile, inferer)
         for candidate in candidates:
-            self.inferer = configured if candidate == roi else configured.with_max_roi(candidate)
+            self.inferer = configured.with_max_roi(candidate)
             try:
                 tile = self._choose_tile(lazy)
             except (HSRSOptionError, MosaicTooLargeError):
                 continue
-            if candidate != roi:
-                logger.info(
-                    "%s: windows of at most %d×%d px (roi_size %d×%d needs more than memory_gib=%g)",
-                    lazy.path.name,
-                    *candidate,
-                    *roi,
-                    self.memory_bytes / GIB,
-                )
-            return tile
-        self.inferer = configured
-        return self._choose_tile(lazy)  # none fits: raises, naming the configured window
+            cost = plan_cost((h, w), tile, *self.inferer.window_plan((h, w)))
+            work = cost.window_px + cost.region_px
+            if best is None or work < best[0]:
+                best = (work, tile, self.inferer)
+        if best is None:
+            self.inferer = configured
+            return self._choose_tile(lazy)  # none fits: raises, naming the configured window
+        work, tile, self.inferer = best
+        logger.info(
+            "%s: windows of at most %d×%d px (roi_size %d×%d needs more than memory_gib=%g; of the smaller windows "
+            "that fit, these take the least work: network and reading %.2f× the field's pixels)",
+            lazy.path.name,
+            *self.inferer.max_roi_size,
+            *roi,
+            self.memory_bytes / GIB,
+            work / (h * w),
+        )
+        return tile
 
     def _choose_tile(self, lazy: LazyStack) -> int:
         k, h, w = lazy.shape
@@ -247,15 +290,14 @@ class MosaicSegmenter:
             return self.tile_px
         best = None
         for tile in range(16, max(h, w) + 16, 16):
-            tiles = plan_tiles((h, w), tile, roi, overlap)
-            if max(t.region_px for t in tiles) * per_px > budget:
+            if plan_cost((h, w), tile, roi, overlap).largest_region_px * per_px > budget:
                 break
             best = tile
             if tile >= max(h, w):
                 break
         if best is None:
             need = (self.fixed_bytes() + lazy.chunk_bytes() + per_px * (2 * roi[0]) * (2 * roi[1])) / GIB
-            smallest = max(t.region_px for t in plan_tiles((h, w), 16, roi, overlap)) * per_px
+            smallest = plan_cost((h, w), 16, roi, overlap).largest_region_px * per_px
             if lazy.chunked is not None and smallest <= budget + lazy.chunk_bytes():  # the chunks take the room
                 raise MosaicTooLargeError(
                     f"{lazy.path}: stored in {describe_chunks(lazy)}; with the chunks decoded at once "
