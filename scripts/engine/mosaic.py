@@ -209,13 +209,13 @@ class MosaicSegmenter:
 
     # ------------------------------------------------------------------------------------------ planning
     def bytes_per_region_px(self, frames: int, stored_itemsize: int = 0) -> int:
-        """Working memory per pixel of a region, a bound over the steps: the region in its stored type (``stored_itemsize``
-        bytes a value, a chunked file) while it becomes float32 (``frames``); the float32 frames while they are
-        resampled frame by frame into the 64 canonical ones (``target``; normalising is in place); those while the
-        sliding window fills its logits, weights and count map (8 values). Their sum, with one more ``target`` for
-        the NaN mask and the network's input windows: 928 bytes for 64 uint16 frames: 3.6 GiB for a 2048² field whole,
-        where the process was measured to grow by 2.1 GiB with the network's activations (ONNX Runtime, 768² windows).
-        """
+        """Working memory per pixel of a region, a bound over the steps: the region in its stored type
+        (``stored_itemsize`` bytes a value, a chunked file) while it becomes float32 (``frames``); the float32 frames
+        while they are resampled frame by frame into the 64 canonical ones (``target``; normalising is in place);
+        those while the sliding window fills its logits, weights and count map (8 values). Their sum, with one more
+        ``target`` for the NaN mask and the network's input windows: 928 bytes for 64 uint16 frames, 3.6 GiB for a
+        2048² field whole, where the process was measured to grow by 2.1 GiB including the network's activations
+        (ONNX Runtime, 768² windows)."""
         target = int(self.resample.target.size)
         return 4 * (frames + 2 * target + 8) + stored_itemsize * frames
 
@@ -252,7 +252,7 @@ class MosaicSegmenter:
         except (HSRSOptionError, MosaicTooLargeError):
             if not candidates:
                 raise
-        best: tuple[int, int, FieldSlidingWindowInferer] | None = None  # (region pixels, tile, inferer)
+        best: tuple[int, int, FieldSlidingWindowInferer] | None = None  # (work, tile, inferer)
         for candidate in candidates:
             self.inferer = configured.with_max_roi(candidate)
             try:
