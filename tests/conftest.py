@@ -40,18 +40,19 @@ def raises_with(excinfo, pattern: str) -> None:
     raise AssertionError(f"no exception in the chain matches {pattern!r}:\n" + "\n".join(messages))
 
 
-def torchrun_bundle(configs: list[str], *args: str, nproc: int = 2):
-    """``python -m torch.distributed.run --standalone --nproc_per_node=N -m monai.bundle run`` on CPU
-    (gloo, one thread per process) with the bundle's metadata and root; asserts success."""
-    import os
-    import subprocess
+TORCHRUN_ENV = {"OMP_NUM_THREADS": "1"}
+
+
+def torchrun_command(configs: list[str], *args: str, nproc: int = 2, launcher: tuple[str, ...] = ("--standalone",)):
+    """``python -m torch.distributed.run LAUNCHER --nproc_per_node=N -m monai.bundle run`` with the bundle's metadata
+    and root (``launcher``: ``--standalone``, or a multi-node rendezvous)."""
     import sys
 
-    cmd = [
+    return [
         sys.executable,
         "-m",
         "torch.distributed.run",
-        "--standalone",
+        *launcher,
         f"--nproc_per_node={nproc}",
         "-m",
         "monai.bundle",
@@ -64,7 +65,15 @@ def torchrun_bundle(configs: list[str], *args: str, nproc: int = 2):
         str(REPO),
         *args,
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def torchrun_bundle(configs: list[str], *args: str, nproc: int = 2):
+    """:func:`torchrun_command` ``--standalone`` on CPU (gloo, one thread per process); asserts success."""
+    import os
+    import subprocess
+
+    cmd = torchrun_command(configs, *args, nproc=nproc)
+    env = {**os.environ, **TORCHRUN_ENV}
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return result

@@ -12,7 +12,7 @@ from scripts.engine.batch import pending_stacks, rank_share
 from scripts.engine.segmentation_writer import SegmentationWriter
 from scripts.io.tables import update_table
 
-from tests.conftest import CONFIGS, torchrun_bundle
+from tests.conftest import CONFIGS, REPO, TORCHRUN_ENV, torchrun_bundle, torchrun_command
 
 
 @pytest.mark.parametrize(("stacks", "processes"), [(5, 2), (7, 3), (1, 3), (4, 4)])
@@ -47,19 +47,13 @@ def test_resume_leaves_out_only_stacks_whose_outputs_are_all_there(tmp_path):
     assert len(todo) == 5
 
 
+MULTI_GPU = [str(CONFIGS / "inference.yaml"), str(CONFIGS / "multi_gpu_inference.yaml")]
+# untrained weights: these tests are about who writes what, not about the segmentation
+SMALL_UNTRAINED = ("--handlers#0#_disabled_", "true", "--network_def#features", "[4, 8, 16, 32, 32]")
+
+
 def _torchrun(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return torchrun_bundle(
-        [str(CONFIGS / "inference.yaml"), str(CONFIGS / "multi_gpu_inference.yaml")],
-        "--dataset_dir",
-        str(data),
-        "--output_dir",
-        str(out),
-        "--handlers#0#_disabled_",
-        "true",  # untrained weights: this test is about who writes what, not about the segmentation
-        "--network_def#features",
-        "[4, 8, 16, 32, 32]",
-        *extra,
-    )
+    return torchrun_bundle(MULTI_GPU, "--dataset_dir", str(data), "--output_dir", str(out), *SMALL_UNTRAINED, *extra)
 
 
 def _written(log: str) -> list[str]:
@@ -100,3 +94,46 @@ def test_two_processes_write_each_stack_once_and_a_rerun_finishes_only_the_missi
     assert [r["stem"] for r in csv.DictReader((out / "summary.csv").open())] == stems
     assert (out / f"{never}.tif").is_file()
     assert (out / "cells" / f"{half}_instances.tif").is_file()
+
+
+def test_two_machines_with_a_c10d_rendezvous_write_each_stack_once(tmp_path):
+    """The README's multi-node command, with two "machines" on this one: two launchers, ``--nnodes=2``, node ranks 0
+    and 1, one process each, meeting at a c10d rendezvous on localhost; one shared output folder."""
+    import os
+    import socket
+
+    from scripts.simulation.dataset import simulate_dataset
+
+    simulate_dataset(tmp_path / "sim", num=3, seed=5, height=64, width=64)
+    data, out = tmp_path / "sim" / "images", tmp_path / "out"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    nodes = []
+    for rank in (0, 1):
+        launcher = ("--nnodes=2", f"--node_rank={rank}", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}")
+        cmd = torchrun_command(
+            MULTI_GPU,
+            "--dataset_dir",
+            str(data),
+            "--output_dir",
+            str(out),
+            *SMALL_UNTRAINED,
+            nproc=1,
+            launcher=launcher,
+        )
+        env = {**os.environ, **TORCHRUN_ENV}
+        nodes.append(
+            subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        )
+    logs = []
+    for node in nodes:
+        log, _ = node.communicate(timeout=300)
+        assert node.returncode == 0, log[-3000:]
+        logs.append(log)
+    stems = sorted(p.name[: -len(".nii.gz")] for p in data.glob("*.nii.gz"))
+    assert sorted(_written(logs[0]) + _written(logs[1])) == stems  # every stack once, across both machines
+    assert _written(logs[0])  # both took part
+    assert _written(logs[1])
+    assert "process 1 of 2: 2 of the 3 stacks" in logs[0] + logs[1]
+    assert [r["stem"] for r in csv.DictReader((out / "summary.csv").open())] == stems
