@@ -59,8 +59,9 @@ INSTRUMENTS = (
     Instrument("snr3", "SNR 3", {"snr": (3.0, 3.0)}),
     Instrument("background", "background 1.2", {"background": (1.2, 1.2)}),
 )
-#: the study's arms scored here (the fast and the shipped hybrid encoder, nnU-Net-style with both recipes)
-ARMS = ("hybrid_fast", "hybrid", "nnunet_2d_recipe", "nnunet_2d")
+#: the study's arms scored here: the fast encoder with instance norm (the study's main hybrid arm) and with batch norm
+#: (the shipped form), its wide variant, the full encoder, nnU-Net-style with both recipes
+ARMS = ("hybrid_fast_instance", "hybrid_fast", "hybrid_fast_instance_wide", "hybrid", "nnunet_2d_recipe", "nnunet_2d")
 
 
 def build_stacks(root: Path, size: int, per_instrument: int) -> dict[str, list[str]]:
