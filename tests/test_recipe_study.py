@@ -26,8 +26,11 @@ def test_every_arm_builds_its_network_and_optimizer_from_its_configs(arm):
     net = parser.get_parsed_content("network_def")
     assert isinstance(net, HybridUNet if arm.key.startswith("hybrid") else NNUNetStyle2D)
     optimizer = parser.get_parsed_content("train#optimizer")
-    expected = torch.optim.SGD if arm.key.endswith(("_sgd", "_recipe")) else torch.optim.AdamW
+    expected = torch.optim.SGD if any(part in arm.key.split("_") for part in ("sgd", "recipe")) else torch.optim.AdamW
     assert isinstance(optimizer, expected)
+    augmentation = parser.get_parsed_content("train#augmentation")
+    shifts = [t.transform.max_shift for t in augmentation if type(t).__name__ == "RandSpectralShiftd"]
+    assert shifts == [20.0 if arm.key.endswith("_shift20") else 4.0]  # calibration-shift augmentation, cm⁻¹
 
 
 def test_the_fast_encoder_config_is_the_fast_encoder_constant():

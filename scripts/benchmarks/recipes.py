@@ -19,6 +19,9 @@ The arms compare:
 - **recipe and normalisation of the fast encoder**: SGD with poly decay (``configs/recipes/sgd_poly.yaml``),
   and instance instead of batch normalisation;
 - **capacity**: the instance-norm fast encoder with twice the channels at every level;
+- **calibration-shift augmentation**: the instance-norm hybrid and nnU-Net-style (nnU-Net's recipe) trained with
+  spectral shifts up to ±20 cm⁻¹ (``configs/recipes/spectral_shift_20.yaml``), for the cross-instrument test
+  (:mod:`scripts.benchmarks.instruments`);
 - **ablations on the fast encoder with instance normalisation**: each of the paper's three modules switched off
   in turn (``configs/ablations/``), three seeds each.
 
@@ -54,6 +57,8 @@ FAST_INSTANCE = "configs/baselines/hybrid_fast_instance_norm.yaml"
 #: the paper's three modules, each switched off in turn on the fast encoder (configs/ablations/)
 ABLATIONS = ("no_multiscale", "mean_pooling", "plain_compression")
 NNUNET = "configs/baselines/nnunet_2d.yaml"
+#: calibration-shift augmentation up to ±20 cm⁻¹ (the cross-instrument test's largest shift) for both network families
+SHIFT20 = "configs/recipes/spectral_shift_20.yaml"
 ARMS = (
     cmp.Model("nnunet_2d", "nnU-Net-style 2D, bundle recipe (AdamW, cosine)", NNUNET, "nnunet2d"),
     cmp.Model(
@@ -97,6 +102,18 @@ ARMS = (
         "configs/baselines/hybrid_fast_instance_wide.yaml",
         "hybrid",
     ),
+    cmp.Model(
+        "hybrid_fast_instance_shift20",
+        "HybridUNet, fast encoder with instance norm, bundle recipe, spectral shifts ±20 cm⁻¹",
+        (FAST_INSTANCE, SHIFT20),
+        "hybrid",
+    ),
+    cmp.Model(
+        "nnunet_2d_recipe_shift20",
+        "nnU-Net-style 2D, nnU-Net's recipe, spectral shifts ±20 cm⁻¹",
+        (NNUNET, "configs/recipes/nnunet.yaml", SHIFT20),
+        "nnunet2d",
+    ),
 )
 ARM_BY_KEY = {a.key: a for a in ARMS}
 #: (arm, seed) in the order they are run: one seed of every arm first, then the seeds of the main arms
@@ -112,6 +129,8 @@ ORDER: tuple[tuple[str, int], ...] = (
     ("nnunet_2d_recipe", 1),
     ("hybrid_fast_instance", 2),
     ("nnunet_2d_recipe", 2),
+    ("hybrid_fast_instance_shift20", 0),
+    ("nnunet_2d_recipe_shift20", 0),
     ("hybrid", 0),
     ("hybrid_fast_sgd", 0),
     ("nnunet_2d", 1),
