@@ -298,3 +298,19 @@ def test_model_cost_peak_memory_is_the_measuring_process_s_own_not_its_parent_s(
         child_peak = pool.submit(_maxrss_bytes).result()
     assert parent.sum() > 0
     assert child_peak < 300 * 2**20
+
+
+def test_model_cost_times_a_network_in_onnx_runtime_and_reports_one_that_cannot_be_exported(monkeypatch):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from scripts.benchmarks import model_cost as mc
+
+    timed = mc.measure_onnx("hybrid", {"features": (4, 8)}, (32, 32, 64), 2)
+    assert timed["onnx_latency_s"] > 0
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("ONNX export of HybridUNet failed: a translation is missing\nlong exporter log")
+
+    monkeypatch.setattr("scripts.networks.onnx_export.export_onnx", refuse)
+    failed = mc.measure_onnx("hybrid", {"features": (4, 8)}, (32, 32, 64), 2)
+    assert failed == {"onnx_error": "RuntimeError: ONNX export of HybridUNet failed: a translation is missing"}

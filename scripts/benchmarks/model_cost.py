@@ -62,8 +62,11 @@ MODELS: tuple[tuple[str, str, dict], ...] = (
     ("3D-UNet (BasicUNet 16-256) + spectral head", "unet3d", {}),
 )
 DEFAULT_MODEL, FULL_MODEL, REFERENCE_MODEL = MODELS[0][0], MODELS[1][0], MODELS[-1][0]
+INSTANCE_MODEL = MODELS[2][0]
 #: the nnU-Net-style network the latency target compares with: the one the benchmark trains (128x128 plan)
 NNUNET_MODEL = next(label for label, kind, kw in MODELS if kind == "nnunet2d" and kw["patch_size"] == (128, 128))
+#: also timed in ONNX Runtime (the CPU default backend, scripts.networks.onnx_runtime) at the largest size, full runs
+ONNX_MODELS = (DEFAULT_MODEL, FULL_MODEL, INSTANCE_MODEL, MODELS[3][0], NNUNET_MODEL)
 #: latency targets against the nnU-Net-style network (ratio) and against the model's own FLOP-bound time
 TARGET_NNUNET_RATIO, TARGET_FLOP_BOUND_RATIO = 1.0, 2.0
 SGEMM_SIZE, SGEMM_REPEATS = 2048, 10
@@ -211,6 +214,37 @@ def measure(kind: str, kwargs: dict | str, size: tuple[int, int, int], repeats: 
     return result
 
 
+def measure_onnx(kind: str, kwargs: dict | str, size: tuple[int, int, int], repeats: int) -> dict:
+    """Forward latency of one model exported to ONNX (``scripts.networks.onnx_export``) in ONNX Runtime on the CPU,
+    as ``--backend onnxruntime`` runs it (torch's thread count, spinning off); meant for a fresh subprocess."""
+    import numpy as np
+    import torch
+
+    try:
+        import onnxruntime as ort
+        from scripts.networks.onnx_export import INPUT_NAME, export_onnx
+
+        h, w, k = size
+        torch.manual_seed(0)
+        model = build_model(kind, kwargs).eval()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(
+            export_onnx(model, log=False), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as error:  # no onnxruntime/onnxscript, or a network the exporter cannot translate
+        return {"onnx_error": f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"}
+    x = np.random.default_rng(0).standard_normal((1, k, h, w), dtype=np.float32)
+    session.run(None, {INPUT_NAME: x})
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, {INPUT_NAME: x})
+        times.append(time.perf_counter() - start)
+    return {"onnx_latency_s": statistics.median(times)}
+
+
 def _in_subprocess(function, *args):
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         return pool.submit(function, *args).result()
@@ -318,6 +352,9 @@ def run(quick: bool) -> SectionResult:
         for label, kind, kwargs in MODELS:
             print(f"[model_cost] {label} at {size[0]}x{size[1]}x{size[2]} ...", flush=True)
             result = measure_least_contended(kind, kwargs, size, repeats, attempts)
+            if not quick and label in ONNX_MODELS and size == sizes[-1]:
+                print("[model_cost]   ... and in ONNX Runtime", flush=True)
+                result.update(_in_subprocess(measure_onnx, kind, kwargs, size, repeats))
             rows.append({"model": label, "kind": kind, "kwargs": kwargs, "size": size, "repeats": repeats, **result})
     for row in rows:
         nnunet = next((r for r in rows if r["model"] == NNUNET_MODEL and r["size"] == row["size"]), {})
@@ -327,6 +364,8 @@ def run(quick: bool) -> SectionResult:
             row["flop_bound_ratio"] = row["latency_s"] / row["flop_bound_s"]
             if nnunet.get("latency_s"):
                 row["nnunet_ratio"] = row["latency_s"] / nnunet["latency_s"]
+        if row.get("onnx_latency_s") and nnunet.get("onnx_latency_s"):
+            row["onnx_nnunet_ratio"] = row["onnx_latency_s"] / nnunet["onnx_latency_s"]
     header = [
         "model",
         "input H×W×K",
@@ -338,7 +377,16 @@ def run(quick: bool) -> SectionResult:
         "achieved GFLOP/s",
         "× FLOP-bound time",
         "peak memory (MiB)",
+        "ONNX Runtime latency (s; × nnU-Net-style's)",
     ]
+
+    def onnx_cell(r: dict) -> str:
+        if "onnx_error" in r:
+            return f"not exported ({r['onnx_error']})"
+        if r.get("onnx_latency_s") is None:
+            return "–"
+        return f"{r['onnx_latency_s']:.2f} ({_fmt(r.get('onnx_nnunet_ratio'), '.2f')}×)"
+
     table_rows = [
         [
             r["model"],
@@ -351,6 +399,7 @@ def run(quick: bool) -> SectionResult:
             _fmt(r.get("gflops"), ".1f"),
             _fmt(r.get("flop_bound_ratio"), ".1f"),
             _fmt(r.get("peak_memory_mib"), ".0f"),
+            onnx_cell(r),
         ]
         for r in rows
     ]
@@ -376,6 +425,16 @@ def run(quick: bool) -> SectionResult:
         "FLOP-bound time is 2 × MACs at that peak. "
         f"The fast encoder is `scripts.networks.FAST_ENCODER` ({', '.join(f'{k}={v}' for k, v in _fast_kwargs().items())})."
     )
+    onnx_rows = [r for r in rows if r.get("onnx_nnunet_ratio") is not None and r["model"] != NNUNET_MODEL]
+    if onnx_rows:
+        notes += (
+            " ONNX Runtime column (full runs, largest size): the same network exported as `--backend onnxruntime` "
+            "exports it and run by ONNX Runtime on the CPU (torch's thread count, spinning off), median of the same "
+            "number of passes after one warm-up; the ratio is to the nnU-Net-style network's ONNX Runtime latency. "
+            "ONNX Runtime is the CPU default backend (`backend: auto`), so this is the latency a CPU user gets: "
+            + "; ".join(f"{r['model']} {r['onnx_nnunet_ratio']:.2f}×" for r in onnx_rows)
+            + "."
+        )
     markdown = "\n\n".join([markdown_table(header, table_rows), notes + " " + notes_busy, targets_text])
     return SectionResult(markdown=markdown, data={"rows": rows, "targets": targets, "sgemm_peak_gflops": peak})
 

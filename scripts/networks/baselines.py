@@ -180,6 +180,8 @@ class NNUNetStyle2D(nn.Module):
         self.plan = plan
         self.in_channels = in_channels
         self.divisor_h, self.divisor_w = plan["divisor"]
+        #: the total stride: H and W must be multiples of it (what the ONNX export traces the field size in)
+        self.spatial_divisor = math.lcm(int(self.divisor_h), int(self.divisor_w))
         self.net = DynUNet(
             spatial_dims=2,
             in_channels=in_channels,
