@@ -311,6 +311,6 @@ def test_model_cost_times_a_network_in_onnx_runtime_and_reports_one_that_cannot_
     def refuse(*args, **kwargs):
         raise RuntimeError("ONNX export of HybridUNet failed: a translation is missing\nlong exporter log")
 
-    monkeypatch.setattr("scripts.networks.onnx_export.export_onnx", refuse)
+    monkeypatch.setattr("scripts.networks.onnx_runtime.export_onnx", refuse)
     failed = mc.measure_onnx("hybrid", {"features": (4, 8)}, (32, 32, 64), 2)
     assert failed == {"onnx_error": "RuntimeError: ONNX export of HybridUNet failed: a translation is missing"}

@@ -221,18 +221,13 @@ def measure_onnx(kind: str, kwargs: dict | str, size: tuple[int, int, int], repe
     import torch
 
     try:
-        import onnxruntime as ort
-        from scripts.networks.onnx_export import INPUT_NAME, export_onnx
+        from scripts.networks.onnx_export import INPUT_NAME
+        from scripts.networks.onnx_runtime import OnnxRuntimeNetwork
 
         h, w, k = size
         torch.manual_seed(0)
-        model = build_model(kind, kwargs).eval()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(
-            export_onnx(model, log=False), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        # the backend's own session: an in-memory export, torch's thread count, idle threads not spinning
+        session = OnnxRuntimeNetwork(build_model(kind, kwargs).eval(), spinning=False).session
     except Exception as error:  # no onnxruntime/onnxscript, or a network the exporter cannot translate
         return {"onnx_error": f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"}
     x = np.random.default_rng(0).standard_normal((1, k, h, w), dtype=np.float32)

@@ -427,12 +427,14 @@ class MosaicSegmenter:
         progress.started()
         progress.epoch_started(None)
 
+        # one tile: its region is the field read above, handed over (not kept here) so it is freed once preprocessed
+        read = [] if whole is None else [whole]
+        del whole
+
         def label_tiles() -> Iterator[np.ndarray]:
-            nonlocal whole
             with self.inferer.fixed_plan((h, w)):
                 for t in tiles:
-                    raw, whole = whole, None  # one tile: its region is the field read above
-                    yield self._segment_tile(lazy, t, tile, wavenumbers, lo, hi, raw)
+                    yield self._segment_tile(lazy, t, tile, wavenumbers, lo, hi, read)
                     progress.iteration_completed(None)
 
         stem = stack_stem(path)
@@ -474,11 +476,12 @@ class MosaicSegmenter:
         wavenumbers: np.ndarray,
         lo: float,
         hi: float,
-        raw: np.ndarray | None = None,
+        read: list[np.ndarray] | None = None,
     ) -> np.ndarray:
-        """The label tile of ``t``; ``raw`` is its region when already read."""
+        """The label tile of ``t``; ``read`` holds its region when already read (taken out of it here, so the
+        region is freed after preprocessing as one read here is)."""
         t0 = time.perf_counter()
-        raw = lazy.region(t.ry0, t.ry1, t.rx0, t.rx1) if raw is None else raw
+        raw = read.pop() if read else lazy.region(t.ry0, t.ry1, t.rx0, t.rx1)
         t1 = time.perf_counter()
         bad = ~np.isfinite(raw)
         if bad.any():  # as the reader's nan_policy="repair": the frame's median (of the subsample)

@@ -127,6 +127,12 @@ class ChunkedStack:
         kept = sorted(self.axes)  # the integer-indexed axes are gone; the others keep their order
         return np.transpose(part, [kept.index(a) for a in self.axes])
 
+    def _unreadable(self, e: Exception) -> HSRSInputError:
+        """A corrupt or truncated chunk (a codec or store error) as one line naming the file."""
+        return HSRSInputError(
+            f"{self.path}: cannot read a chunk of this stack; is it truncated or corrupt? ({type(e).__name__}: {e})"
+        )
+
     def _read(self, method: str, selection: tuple) -> np.ndarray:
         zarr = import_zarr(self.path)
         try:
@@ -134,10 +140,8 @@ class ChunkedStack:
                 return np.asarray(getattr(self.array, method)(selection))
         except HSRSInputError:
             raise
-        except Exception as e:  # a corrupt or truncated chunk surfaces as a codec or store error
-            raise HSRSInputError(
-                f"{self.path}: cannot read a chunk of this stack; is it truncated or corrupt? ({type(e).__name__}: {e})"
-            ) from e
+        except Exception as e:
+            raise self._unreadable(e) from e
 
     def region(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """Frames × rows ``y0:y1`` × columns ``x0:x1`` in the stored dtype (K, y1 - y0, x1 - x0)."""
@@ -145,11 +149,8 @@ class ChunkedStack:
         if self._read_whole is not None and (y0, y1, x0, x1) == (0, h, 0, w):
             try:
                 whole = self._read_whole(max(1, min(int(self.concurrency), os.cpu_count() or 1)))
-            except Exception as e:  # a corrupt or truncated tile, as through zarr
-                raise HSRSInputError(
-                    f"{self.path}: cannot read a chunk of this stack; is it truncated or corrupt? ({type(e).__name__}: "
-                    f"{e})"
-                ) from e
+            except Exception as e:
+                raise self._unreadable(e) from e
             return self._ordered(whole[self._selection(slice(None), slice(None), slice(None))])
         part = self._read("get_basic_selection", self._selection(slice(None), slice(y0, y1), slice(x0, x1)))
         return self._ordered(part)
