@@ -363,6 +363,29 @@ def test_nnunet_style_deep_supervision_shapes():
     assert net.eval()(x).shape == (2, 3, 32, 32)
 
 
+def test_hybrid_deep_supervision_adds_heads_only_in_training():
+    torch.manual_seed(0)
+    kwargs = {"features": (4, 8, 8, 16, 16), "norm": ("instance", {"affine": True}), "encoder_conv": "factorized"}
+    net = HybridUNet(deep_supervision=True, **kwargs)
+    plain = HybridUNet(**kwargs)
+    missing, unexpected = plain.load_state_dict(net.state_dict(), strict=False)
+    assert not missing
+    assert unexpected
+    assert all(k.startswith("deep_supervision_heads.") for k in unexpected)
+    x = torch.randn(2, 32, 40, 24)  # padded to 48x32 inside, cropped back
+    stacked = net.train()(x)
+    assert stacked.shape == (2, 1 + 2, 3, 40, 24)  # 4 decoder levels, the two coarsest unsupervised (as DynUNet)
+    torch.testing.assert_close(stacked[:, 0], plain.train()(x))  # the first entry is the network's own output
+    assert not torch.allclose(stacked[:, 1], stacked[:, 0])
+    stacked.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.deep_supervision_heads.parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(x), plain.eval()(x))
+        torch.testing.assert_close(torch.jit.script(net)(x), plain(x))
+    with pytest.raises(ValueError, match="deep_supr_num"):
+        HybridUNet(deep_supervision=True, deep_supr_num=4, **kwargs)
+
+
 def test_unet3d_spectral_contract_and_scripting():
     torch.manual_seed(0)
     net = UNet3DSpectral(features=(4, 8, 8, 16, 16, 4)).eval()

@@ -82,3 +82,31 @@ def test_nnunet_recipe_trains_the_baseline_with_sgd_poly_and_deep_supervision(si
     assert seen == pytest.approx([0.01 * 0.5**0.9, 0.0], abs=1e-9)
     assert (tmp_path / "models" / "model_nnunet_2d_recipe.pt").is_file()
     assert isinstance(parser.get_parsed_content("validate#inferer"), MirrorTTAInferer)
+
+
+def test_nnunet_recipe_trains_the_hybrid_with_its_deep_supervision_heads(sim_dir, tmp_path):
+    """The study's arm hybrid_fast_instance_nnunet_recipe: the same recipe file on top of the hybrid-UNet."""
+    hybrid = [TRAIN, str(CONFIGS / "baselines" / "hybrid_fast_instance_norm.yaml"), RECIPE[2]]
+    wf = workflow(
+        hybrid,
+        "train",
+        dataset_dir=str(sim_dir),
+        output_dir=str(tmp_path / "run"),
+        ckpt_dir=str(tmp_path / "models"),
+        patch_size=[32, 32],
+        val_roi_size=[64, 64],
+        num_samples=2,
+        batch_size=2,
+        val_interval=1,
+        max_epochs=1,
+    )
+    parser = wf.parser
+    net = parser.get_parsed_content("network")
+    assert net.deep_supervision
+    assert len(net.deep_supervision_heads) == 2
+    assert isinstance(parser.get_parsed_content("train#loss"), StackedDeepSupervisionLoss)
+    heads_before = [p.detach().clone() for p in net.deep_supervision_heads.parameters()]
+    wf.run()
+    assert any(not torch.equal(a, b) for a, b in zip(heads_before, net.deep_supervision_heads.parameters(), strict=True))
+    saved = torch.load(tmp_path / "models" / "model_nnunet_2d_recipe.pt", map_location="cpu", weights_only=True)
+    assert any(k.startswith("deep_supervision_heads.") for k in saved)

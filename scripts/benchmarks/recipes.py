@@ -17,7 +17,8 @@ The arms compare:
   shipped network up to 0.3.0) and with the fast encoder (``scripts.networks.FAST_ENCODER``: (2+1)D
   modules, batch normalisation, channels-last, stem spectral stride 8; shipped from 0.4.0), at the same budget;
 - **recipe and normalisation of the fast encoder**: SGD with poly decay (``configs/recipes/sgd_poly.yaml``),
-  and instance instead of batch normalisation;
+  instance instead of batch normalisation, and the instance-norm fast encoder trained with nnU-Net's whole recipe
+  (``configs/recipes/nnunet.yaml``, with the hybrid's own deep-supervision heads), the same recipe as the baseline;
 - **capacity**: the instance-norm fast encoder with twice the channels at every level;
 - **calibration-shift augmentation**: the instance-norm hybrid and nnU-Net-style (nnU-Net's recipe) trained with
   spectral shifts up to ±20 cm⁻¹ (``configs/recipes/spectral_shift_20.yaml``), for the cross-instrument test
@@ -57,13 +58,12 @@ FAST_INSTANCE = "configs/baselines/hybrid_fast_instance_norm.yaml"
 #: the paper's three modules, each switched off in turn on the fast encoder (configs/ablations/)
 ABLATIONS = ("no_multiscale", "mean_pooling", "plain_compression")
 NNUNET = "configs/baselines/nnunet_2d.yaml"
+NNUNET_RECIPE = "configs/recipes/nnunet.yaml"
 #: calibration-shift augmentation up to ±20 cm⁻¹ (the cross-instrument test's largest shift) for both network families
 SHIFT20 = "configs/recipes/spectral_shift_20.yaml"
 ARMS = (
     cmp.Model("nnunet_2d", "nnU-Net-style 2D, bundle recipe (AdamW, cosine)", NNUNET, "nnunet2d"),
-    cmp.Model(
-        "nnunet_2d_recipe", "nnU-Net-style 2D, nnU-Net's recipe", (NNUNET, "configs/recipes/nnunet.yaml"), "nnunet2d"
-    ),
+    cmp.Model("nnunet_2d_recipe", "nnU-Net-style 2D, nnU-Net's recipe", (NNUNET, NNUNET_RECIPE), "nnunet2d"),
     cmp.Model(
         "hybrid",
         "HybridUNet, full 3D encoder (instance norm), bundle recipe",
@@ -97,6 +97,13 @@ ARMS = (
         "hybrid_fast_instance", "HybridUNet, fast encoder with instance norm, bundle recipe", FAST_INSTANCE, "hybrid"
     ),
     cmp.Model(
+        "hybrid_fast_instance_nnunet_recipe",
+        "HybridUNet, fast encoder with instance norm, nnU-Net's recipe (deep supervision, SGD + poly, its augmentation,"
+        " foreground oversampling, mirror TTA)",
+        (FAST_INSTANCE, NNUNET_RECIPE),
+        "hybrid",
+    ),
+    cmp.Model(
         "hybrid_fast_instance_wide",
         "HybridUNet, fast encoder with instance norm, twice the channels, bundle recipe",
         "configs/baselines/hybrid_fast_instance_wide.yaml",
@@ -111,7 +118,7 @@ ARMS = (
     cmp.Model(
         "nnunet_2d_recipe_shift20",
         "nnU-Net-style 2D, nnU-Net's recipe, spectral shifts ±20 cm⁻¹",
-        (NNUNET, "configs/recipes/nnunet.yaml", SHIFT20),
+        (NNUNET, NNUNET_RECIPE, SHIFT20),
         "nnunet2d",
     ),
 )
@@ -124,6 +131,7 @@ ORDER: tuple[tuple[str, int], ...] = (
     ("nnunet_2d_recipe", 0),
     ("nnunet_2d", 0),
     ("hybrid_fast_instance", 0),
+    ("hybrid_fast_instance_nnunet_recipe", 0),
     ("hybrid_fast_instance_wide", 0),
     ("hybrid_fast_instance", 1),
     ("nnunet_2d_recipe", 1),

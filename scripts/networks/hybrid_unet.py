@@ -100,10 +100,18 @@ class HybridUNet(nn.Module):
         norm: normalisation type and arguments (MONAI ``Norm`` factory name), 3D and 2D.
         act: activation type and arguments (MONAI ``Act`` factory name).
         dropout: dropout probability in the encoder and decoder blocks, ``None`` for none.
+        deep_supervision: add deep-supervision heads (nnU-Net's training; off by default): a 1x1
+            convolution on each of the ``deep_supr_num`` decoder levels just below full resolution. In
+            training mode the output is then ``(B, 1 + deep_supr_num, out_channels, H, W)`` -- the
+            full-resolution logits first, the coarser heads upsampled (nearest) to ``(H, W)`` -- exactly as
+            MONAI ``DynUNet`` stacks them (loss: :class:`~scripts.engine.deep_supervision.StackedDeepSupervisionLoss`).
+            In eval mode, and in the ONNX export, the output is always the plain logits.
+        deep_supr_num: number of extra heads; defaults to the decoder levels but the two coarsest (the
+            rule of :class:`~scripts.networks.baselines.NNUNetStyle2D`), at least 1.
 
     Shape:
         - input: ``(B, K, H, W)``, ``K >= min_spectral_frames``, any ``H, W >= 1``
-        - output: ``(B, out_channels, H, W)`` logits
+        - output: ``(B, out_channels, H, W)`` logits (eval mode or no deep supervision)
 
     Example:
         >>> net = HybridUNet()
@@ -138,6 +146,8 @@ class HybridUNet(nn.Module):
         norm: str | tuple = DEFAULT_NORM,
         act: str | tuple = DEFAULT_ACT,
         dropout: float | None = None,
+        deep_supervision: bool = False,
+        deep_supr_num: int | None = None,
     ) -> None:
         super().__init__()
         features = tuple(int(f) for f in features)
@@ -237,6 +247,20 @@ class HybridUNet(nn.Module):
             for level in reversed(range(depth - 1))
         )
         self.head = UnetOutBlock(2, decoder_features[0], out_channels)
+        if deep_supr_num is None:
+            deep_supr_num = max(depth - 3, 1)
+        if deep_supervision and not 1 <= deep_supr_num <= depth - 2:
+            raise ValueError(
+                f"deep_supr_num must be between 1 and {depth - 2} (the decoder levels below full resolution but "
+                f"the deepest) for {depth} levels, got {deep_supr_num}."
+            )
+        self.deep_supervision = bool(deep_supervision)
+        # head i supervises decoder level i + 1 (level 0 is the full-resolution output above)
+        self.deep_supervision_heads = nn.ModuleList(
+            UnetOutBlock(2, decoder_features[level], out_channels) for level in range(1, deep_supr_num + 1)
+        )
+        if not self.deep_supervision:
+            self.deep_supervision_heads = nn.ModuleList()
         self.apply(self._init_weights)
 
     @staticmethod
@@ -281,9 +305,20 @@ class HybridUNet(nn.Module):
             h = block(h)
             skips.append(pool(h))
         y = self.bottleneck(self.compression(self.deepest(h)))
+        supervise = self.deep_supervision and self.training
+        levels: list[torch.Tensor] = []  # decoder outputs at levels 1, 2, ... (finest first), for the heads
         for i, up in enumerate(self.decoder):
             y = up(y, skips[len(skips) - 1 - i])
-        return self.head(y)[:, :, :height, :width]
+            if supervise and i < len(self.decoder) - 1:
+                levels.insert(0, y)
+        out = self.head(y)
+        if not supervise:
+            return out[:, :, :height, :width]
+        outputs = [out]
+        for j, head in enumerate(self.deep_supervision_heads):
+            coarse = nn.functional.interpolate(head(levels[j]), size=out.shape[2:])
+            outputs.append(coarse)
+        return torch.stack(outputs, dim=1)[:, :, :, :height, :width]
 
     def pad_field(self, x: torch.Tensor) -> torch.Tensor:
         """Pad ``(B, K, H, W)`` at the bottom and right (edge replication) to the size the levels need.
