@@ -107,6 +107,8 @@ def test_nnunet_recipe_trains_the_hybrid_with_its_deep_supervision_heads(sim_dir
     assert isinstance(parser.get_parsed_content("train#loss"), StackedDeepSupervisionLoss)
     heads_before = [p.detach().clone() for p in net.deep_supervision_heads.parameters()]
     wf.run()
-    assert any(not torch.equal(a, b) for a, b in zip(heads_before, net.deep_supervision_heads.parameters(), strict=True))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(heads_before, net.deep_supervision_heads.parameters(), strict=True)
+    )
     saved = torch.load(tmp_path / "models" / "model_nnunet_2d_recipe.pt", map_location="cpu", weights_only=True)
     assert any(k.startswith("deep_supervision_heads.") for k in saved)
