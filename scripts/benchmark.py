@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> None:
         "--max_hours",
         type=float,
         default=None,
-        help="training sections (recipes): start no new training run after this many hours; rerun to continue",
+        help="training sections (recipes): start no new training run after this many hours (0: only report the runs "
+        "finished so far); rerun to continue",
     )
     args = parser.parse_args(argv)
     args.out = args.out or (QUICK_MD if args.quick else RESULTS_MD)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -31,6 +32,26 @@ def test_every_arm_builds_its_network_and_optimizer_from_its_configs(arm):
     augmentation = parser.get_parsed_content("train#augmentation")
     shifts = [t.transform.max_shift for t in augmentation if type(t).__name__ == "RandSpectralShiftd"]
     assert shifts == [20.0 if arm.key.endswith("_shift20") else 4.0]  # calibration-shift augmentation, cm⁻¹
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "hybrid_fast",
+        "hybrid_fast_instance",
+        "hybrid_fast_instance_nnunet_recipe",
+        "hybrid_fast_instance_wide",
+        "nnunet_2d_recipe",
+    ],
+)
+def test_the_latency_column_is_the_model_cost_row_of_the_arms_own_network(key):
+    arm = recipes.ARM_BY_KEY[key]
+    row = cmp.cost_of(recipes._resolved(arm), cmp.model_costs())
+    if not row:
+        pytest.skip("no model_cost section in docs/results.json")
+    net = _parser(arm).get_parsed_content("network_def")
+    inference = [p for name, p in net.named_parameters() if "deep_supervision_heads" not in name]  # training only
+    assert row["parameters"] == sum(p.numel() for p in inference)
 
 
 def test_the_fast_encoder_config_is_the_fast_encoder_constant():
@@ -117,6 +138,31 @@ def test_an_interrupted_run_resumes_and_counts_the_work_of_every_attempt(tmp_pat
     other = cmp._attempts(folder, {**key, "seed": 1})  # another plan: start afresh
     assert len(other) == 1
     assert not checkpoint.exists()
+
+
+def test_max_hours_zero_reports_the_finished_runs_and_starts_none(tmp_path, monkeypatch):
+    """`--sections recipes --max_hours 0`: the interim table of a study still running elsewhere."""
+    plan = recipes.QUICK
+    split = {"training": ["a"], "validation": ["b"], "test": ["c"]}
+    monkeypatch.setattr(cmp, "build_data", lambda root, plan: {"split": split, "stems": {key: {} for key in "abc"}})
+    monkeypatch.setattr(cmp, "truth_path", lambda root, data, stem: tmp_path / f"{stem}.nii.gz")
+    monkeypatch.setattr(cmp, "run_phasor", lambda *a: {"c": tmp_path / "c_phasor.nii.gz"})
+    monkeypatch.setattr(cmp, "write_datalist", lambda path, *a: path)
+    monkeypatch.setattr(cmp, "read_labels", lambda path: None)
+    monkeypatch.setattr(cmp, "score_method", lambda maps, stems, refs: {"scored": True})
+    trained = []
+    monkeypatch.setattr(cmp, "train_and_evaluate", lambda work, plan, arm, *a: trained.append(arm.key) or {"r": 1})
+    done_arm = recipes.ARM_BY_KEY["hybrid_fast"]
+    folder = cmp.run_dir(tmp_path / "runs", done_arm, "gt", 0)
+    folder.mkdir(parents=True)
+    (folder / "done.json").write_text(
+        json.dumps({"plan": cmp._run_key(plan, done_arm, "gt", 0, "test"), "epochs_done": plan.epochs})
+    )
+    order = (("hybrid_fast", 0), ("nnunet_2d_recipe", 0))
+    result = recipes.measure(plan, order, tmp_path / "data", tmp_path / "runs", max_hours=0)
+    assert trained == ["hybrid_fast"]  # the finished run's cached record; no new training started
+    assert set(result["arms"]) == {"hybrid_fast"}
+    assert result["skipped"] == [["nnunet_2d_recipe", 0]]
 
 
 def test_cross_instrument_stacks_change_one_instrument_property_each(tmp_path):

@@ -83,7 +83,13 @@ MODELS = (
         "hybrid",
         {"spectral_compression": False},
     ),
-    Model("nnunet_2d", "nnU-Net-style 2D (DynUNet)", "configs/baselines/nnunet_2d.yaml", "nnunet2d"),
+    Model(
+        "nnunet_2d",
+        "nnU-Net-style 2D (DynUNet)",
+        "configs/baselines/nnunet_2d.yaml",
+        "nnunet2d",
+        {"patch_size": (128, 128)},  # as configs/baselines/nnunet_2d.yaml plans it
+    ),
     Model("unet3d", "3D-UNet (BasicUNet 3D)", "configs/baselines/unet3d.yaml", "unet3d"),
 )
 MODEL_BY_KEY = {m.key: m for m in MODELS}
@@ -294,7 +300,7 @@ def train_and_evaluate(
 ) -> dict:
     """Train one network with configs/train.yaml and score it with configs/evaluate.yaml (once per plan)."""
     folder = run_dir(work, model, supervision, seed)
-    key = {"plan": asdict(plan), "model": model.key, "supervision": supervision, "seed": seed, "split": eval_split}
+    key = _run_key(plan, model, supervision, seed, eval_split)
     if record := _done(folder / "done.json", key):
         return record
     attempts = _attempts(folder, key)
@@ -355,6 +361,17 @@ def train_and_evaluate(
     }
     _write_json(folder / "done.json", record)
     return record
+
+
+def _run_key(plan: Plan, model: Model, supervision: str, seed: int, eval_split: str) -> dict:
+    return {"plan": asdict(plan), "model": model.key, "supervision": supervision, "seed": seed, "split": eval_split}
+
+
+def finished_run(work: Path, plan: Plan, model: Model, supervision: str, seed: int, eval_split: str) -> dict | None:
+    """The record of a run :func:`train_and_evaluate` finished for this plan, or None (not run, unfinished, other plan)."""
+    return _done(
+        run_dir(work, model, supervision, seed) / "done.json", _run_key(plan, model, supervision, seed, eval_split)
+    )
 
 
 def _attempts(folder: Path, key: dict) -> list[dict]:
@@ -472,7 +489,7 @@ def model_costs() -> dict[tuple, dict]:
             kwargs = r["kwargs"]
             if isinstance(kwargs, str):  # the name of a constant of scripts.networks (FAST_ENCODER)
                 kwargs = getattr(scripts.networks, kwargs)
-            kwargs = {k: v for k, v in kwargs.items() if k not in ("in_channels", "patch_size")}
+            kwargs = {k: v for k, v in kwargs.items() if k != "in_channels"}  # the patch size is the plan: kept
             out[(r["kind"], json.dumps(kwargs, sort_keys=True))] = r
     return out
 

@@ -44,6 +44,7 @@ from scripts.benchmarks import SectionResult
 from scripts.benchmarks import comparison as cmp
 from scripts.benchmarks import markdown_table, mean_sd
 from scripts.benchmarks.bundle_runs import REPO
+from scripts.benchmarks.model_cost import INSTANCE_FAST
 
 TITLE = "Recipe and encoder study: hybrid-UNet vs nnU-Net-style trained with nnU-Net's recipe"
 
@@ -59,11 +60,16 @@ FAST_INSTANCE = "configs/baselines/hybrid_fast_instance_norm.yaml"
 ABLATIONS = ("no_multiscale", "mean_pooling", "plain_compression")
 NNUNET = "configs/baselines/nnunet_2d.yaml"
 NNUNET_RECIPE = "configs/recipes/nnunet.yaml"
+#: model-cost rows (:mod:`scripts.benchmarks.model_cost`) of the arms' networks: latency in the table
+NNUNET_COST = {"patch_size": (128, 128)}
+INSTANCE_COST = dict(INSTANCE_FAST)
 #: calibration-shift augmentation up to ±20 cm⁻¹ (the cross-instrument test's largest shift) for both network families
 SHIFT20 = "configs/recipes/spectral_shift_20.yaml"
 ARMS = (
-    cmp.Model("nnunet_2d", "nnU-Net-style 2D, bundle recipe (AdamW, cosine)", NNUNET, "nnunet2d"),
-    cmp.Model("nnunet_2d_recipe", "nnU-Net-style 2D, nnU-Net's recipe", (NNUNET, NNUNET_RECIPE), "nnunet2d"),
+    cmp.Model("nnunet_2d", "nnU-Net-style 2D, bundle recipe (AdamW, cosine)", NNUNET, "nnunet2d", NNUNET_COST),
+    cmp.Model(
+        "nnunet_2d_recipe", "nnU-Net-style 2D, nnU-Net's recipe", (NNUNET, NNUNET_RECIPE), "nnunet2d", NNUNET_COST
+    ),
     cmp.Model(
         "hybrid",
         "HybridUNet, full 3D encoder (instance norm), bundle recipe",
@@ -94,7 +100,11 @@ ARMS = (
         )
     ),
     cmp.Model(
-        "hybrid_fast_instance", "HybridUNet, fast encoder with instance norm, bundle recipe", FAST_INSTANCE, "hybrid"
+        "hybrid_fast_instance",
+        "HybridUNet, fast encoder with instance norm, bundle recipe",
+        FAST_INSTANCE,
+        "hybrid",
+        INSTANCE_COST,
     ),
     cmp.Model(
         "hybrid_fast_instance_nnunet_recipe",
@@ -102,24 +112,28 @@ ARMS = (
         " foreground oversampling, mirror TTA)",
         (FAST_INSTANCE, NNUNET_RECIPE),
         "hybrid",
+        INSTANCE_COST,
     ),
     cmp.Model(
         "hybrid_fast_instance_wide",
         "HybridUNet, fast encoder with instance norm, twice the channels, bundle recipe",
         "configs/baselines/hybrid_fast_instance_wide.yaml",
         "hybrid",
+        {**INSTANCE_COST, "features": (16, 32, 64, 128, 256)},
     ),
     cmp.Model(
         "hybrid_fast_instance_shift20",
         "HybridUNet, fast encoder with instance norm, bundle recipe, spectral shifts ±20 cm⁻¹",
         (FAST_INSTANCE, SHIFT20),
         "hybrid",
+        INSTANCE_COST,
     ),
     cmp.Model(
         "nnunet_2d_recipe_shift20",
         "nnU-Net-style 2D, nnU-Net's recipe, spectral shifts ±20 cm⁻¹",
         (NNUNET, NNUNET_RECIPE, SHIFT20),
         "nnunet2d",
+        NNUNET_COST,
     ),
 )
 ARM_BY_KEY = {a.key: a for a in ARMS}
@@ -177,7 +191,8 @@ def scaled(plan: cmp.Plan, budget: float) -> cmp.Plan:
 def measure(plan: cmp.Plan, order, data_work: Path, runs_work: Path, max_hours: float | None = None) -> dict:
     """Train and score every (arm, seed) of ``order`` not done yet; returns records and per-image scores.
 
-    With ``max_hours``, no new run starts after that much wall time; the report then covers the runs done.
+    With ``max_hours``, no new run starts after that much wall time (``0``: none starts); the report then covers the
+    runs finished so far and lists the others.
     """
     t0 = time.perf_counter()
     data_work, runs_work = Path(data_work).resolve(), Path(runs_work).resolve()
@@ -199,8 +214,9 @@ def measure(plan: cmp.Plan, order, data_work: Path, runs_work: Path, max_hours: 
     for key, seed in order:
         arm = ARM_BY_KEY[key]
         entry = arms.setdefault(key, {"label": arm.label, "configs": cmp.override_files(arm), "seeds": {}, "runs": {}})
-        if max_hours is not None and (time.perf_counter() - t0) / 3600 > max_hours:
-            skipped.append([key, seed])
+        over = max_hours is not None and (time.perf_counter() - t0) / 3600 >= max_hours
+        if over and cmp.finished_run(runs_work, plan, arm, "gt", seed, "test") is None:
+            skipped.append([key, seed])  # finished runs are still reported: --max_hours 0 renders the runs done
             continue
         record = cmp.train_and_evaluate(runs_work, plan, arm, "gt", seed, datalist, "test")
         maps = cmp.label_maps(cmp.run_dir(runs_work, arm, "gt", seed) / "eval" / "overlays")
@@ -247,6 +263,14 @@ def compare(a: dict, b: dict, stems: list[str]) -> dict[str, str]:
     return out
 
 
+def _latency_cell(cost: dict) -> str:
+    """PyTorch / ONNX Runtime latency of a model-cost row ("–" where not measured)."""
+    if not cost.get("latency_s"):
+        return "–"
+    onnx = f"{cost['onnx_latency_s']:.2f}" if cost.get("onnx_latency_s") else "–"
+    return f"{cost['latency_s']:.2f} / {onnx}"
+
+
 def report(result: dict, plan: cmp.Plan, budget: float) -> SectionResult:
     data, arms, phasor = result["data"], result["arms"], result["phasor"]
     test = data["split"]["test"]
@@ -281,7 +305,7 @@ def report(result: dict, plan: cmp.Plan, budget: float) -> SectionResult:
                     cmp._cell(pooled["nucleus"]),
                     cmp._cell(pooled["lipid_droplet"]),
                     sd,
-                    f"{cost['latency_s']:.2f}" if cost.get("latency_s") else "–",
+                    _latency_cell(cost),
                 ]
             )
         else:
@@ -317,7 +341,7 @@ def report(result: dict, plan: cmp.Plan, budget: float) -> SectionResult:
         "Dice nucleus",
         "Dice lipid droplet",
         "seed sd of the mean (nucleus / LD)",
-        "latency 512²×64 (s)",
+        "latency 512²×64 (s): PyTorch / ONNX Runtime",
     ]
     preset_header = ["arm"] + [f"{p}: {cmp.CLASS_NAMES[c]}" for p in cmp.PRESETS for c in cmp.CLASSES]
 
@@ -341,7 +365,7 @@ def report(result: dict, plan: cmp.Plan, budget: float) -> SectionResult:
         )
     if result["skipped"]:
         verdicts.append(
-            "Not run in this invocation (wall-time cap reached; rerun to continue): "
+            "Not run yet (`--max_hours` reached; the study resumes with `--sections recipes`): "
             + ", ".join(f"{k} seed {s}" for k, s in result["skipped"])
             + "."
         )
@@ -354,7 +378,8 @@ def report(result: dict, plan: cmp.Plan, budget: float) -> SectionResult:
         "a run it stopped). The machine was shared with other jobs, so wall times are upper bounds; the model-cost "
         "section has clean speed figures. Dice: mean ± sd over "
         f"the {len(test)} test stacks of each stack's score averaged over the seeds; seed sd: sd over seeds of the "
-        "mean test Dice. Latency: model-cost section (the fast encoder's row; nnU-Net-style planned for 128²)."
+        "mean test Dice. Latency: the model-cost section's row of the arm's network (nnU-Net-style: planned for 128², as trained; "
+        "deep-supervision heads are not run at inference; ONNX Runtime is the CPU default backend)."
     )
     markdown = "\n\n".join(
         [
