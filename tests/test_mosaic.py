@@ -199,6 +199,32 @@ def test_a_window_too_large_for_the_memory_setting_is_shrunk_keeping_the_overlap
     assert seg.inferer is inferer
 
 
+def test_a_setting_too_small_for_the_configured_windows_but_not_for_smaller_ones_segments(tmp_path):
+    # the activations reserved for 768² windows (~1.6 GiB) exceed what the setting leaves beyond this process, those
+    # of 256² windows (~0.2 GiB) do not: the stack is segmented with smaller windows, not refused at opening
+    stack = (np.random.default_rng(3).random((64, 96, 96)) * 4000).astype(np.uint16)
+    path = tmp_path / "field.tif"
+    write_stack(path, stack, np.linspace(2800, 3050, 64), 0.25)
+    inferer = FieldSlidingWindowInferer(roi_size=[768, 768], overlap=1 / 6)
+    net = HybridUNet(out_channels=3, features=[4, 8])
+    seg = MosaicSegmenter(net, inferer, tmp_path / "out", memory_gib=process_rss_bytes() / 2**30 + 0.6)
+    assert seg.fixed_bytes() > seg.memory_bytes
+    row = seg.segment(path)
+    assert (row["height"], row["width"]) == (96, 96)
+    assert read_hsrs(tmp_path / "out" / "field.tif")[0].shape[-2:] == (96, 96)
+    assert seg.inferer.max_roi_size < (768, 768)
+    seg = MosaicSegmenter(net, inferer, tmp_path / "out2", memory_gib=process_rss_bytes() / 2**30 + 0.05)
+    with pytest.raises(HSRSOptionError) as e:  # not even 256² windows fit: one line, the file, what to give
+        seg.segment(path)
+    message = str(e.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: memory_gib=")
+    assert "leaves no room for data" in message
+    assert "256×256 px" in message
+    assert "give --memory_gib" in message
+    assert "-0." not in message
+
+
 def test_of_the_smaller_windows_that_fit_the_one_with_the_least_network_and_reading_work_is_taken(tmp_path):
     # a 4096² field (never read: only its shape is planned) in 1.5 GiB beyond this process: windows of 512² still
     # fit, but with tiles so small that each window is recomputed many times; 320² windows do far less work

@@ -219,11 +219,35 @@ class MosaicSegmenter:
         target = int(self.resample.target.size)
         return 4 * (frames + 2 * target + 8) + stored_itemsize * frames
 
-    def fixed_bytes(self) -> int:
-        """Memory that does not depend on the tile: this process now + one batch of windows through the network."""
-        roi = self.inferer.max_roi_size
-        window_px = int(np.prod(roi)) * int(self.inferer.sw_batch_size)
+    def fixed_bytes(self, inferer: FieldSlidingWindowInferer | None = None) -> int:
+        """Memory that does not depend on the tile: this process now + one batch of windows through the network
+        (the windows of ``inferer``, default the current one)."""
+        inferer = self.inferer if inferer is None else inferer
+        window_px = int(np.prod(inferer.max_roi_size)) * int(inferer.sw_batch_size)
         return process_rss_bytes() + ACTIVATION_BYTES_PER_WINDOW_PX * window_px
+
+    def _window_candidates(self) -> list[FieldSlidingWindowInferer]:
+        """The configured inferer, then copies with smaller windows (steps of 64 px down to 256 px, multiples of the
+        network's divisor, the overlap in pixels kept): what :meth:`choose_tile` may fall back to."""
+        configured = self._configured_inferer
+        roi = configured.max_roi_size
+        smaller = [r for r in range(min(roi) - 64, 255, -64) if r % configured.divisor == 0]
+        return [configured, *(configured.with_max_roi((r, r)) for r in smaller)]
+
+    def data_headroom(self, path: Path) -> float:
+        """Bytes ``memory_gib`` leaves for data with the smallest windows :meth:`choose_tile` may use; a setting that
+        leaves none is refused in one line naming the file, the process's size and the windows' need."""
+        smallest = self._window_candidates()[-1]
+        headroom = self.memory_bytes - self.fixed_bytes(smallest)
+        if headroom <= 0:
+            rss, windows = process_rss_bytes(), self.fixed_bytes(smallest) - process_rss_bytes()
+            raise HSRSOptionError(
+                f"{path}: memory_gib={self.memory_bytes / GIB:g} leaves no room for data: this process holds "
+                f"{rss / GIB:.2f} GiB and the network needs {windows / GIB:.2f} GiB for even its smallest windows "
+                f"({smallest.max_roi_size[0]}×{smallest.max_roi_size[1]} px); give --memory_gib "
+                f"{math.ceil((rss + windows) / GIB * 2 + 1) / 2:g} or more."
+            )
+        return headroom
 
     def plan_decoding(self, lazy: LazyStack) -> None:
         """How many chunks of a chunked file zarr decodes at once: up to 4, within a quarter of the budget
@@ -242,10 +266,9 @@ class MosaicSegmenter:
         256 px, the overlap in pixels kept) and the one with the least work is taken, logged: the window pixels the
         network computes plus the region pixels read, summed over the tiles (:func:`plan_cost`; smaller windows
         overlap more, smaller tiles recompute more windows around them). The setting is refused when none fits."""
-        configured = self._configured_inferer
+        configured, *candidates = self._window_candidates()
         roi = configured.max_roi_size
         _, h, w = lazy.shape
-        candidates = [(r, r) for r in range(min(roi) - 64, 255, -64) if r % configured.divisor == 0]
         self.inferer = configured
         try:
             return self._choose_tile(lazy)
@@ -254,7 +277,7 @@ class MosaicSegmenter:
                 raise
         best: tuple[int, int, FieldSlidingWindowInferer] | None = None  # (work, tile, inferer)
         for candidate in candidates:
-            self.inferer = configured.with_max_roi(candidate)
+            self.inferer = candidate
             try:
                 tile = self._choose_tile(lazy)
             except (HSRSOptionError, MosaicTooLargeError):
@@ -372,7 +395,8 @@ class MosaicSegmenter:
         self._load_weights()
         path = Path(path)
         started = time.perf_counter()
-        lazy = open_lazily(path, self.memory_bytes - self.fixed_bytes())
+        memory_gib = self.memory_bytes / GIB
+        lazy = open_lazily(path, self.data_headroom(path), setting_gib=memory_gib)
         try:
             return self._segment(lazy, started)
         finally:

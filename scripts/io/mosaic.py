@@ -234,13 +234,15 @@ def describe_chunks(lazy: LazyStack) -> str:
     )
 
 
-def open_lazily(path: str | Path, memory_bytes: float | None = None) -> LazyStack:
+def open_lazily(path: str | Path, memory_bytes: float | None = None, setting_gib: float | None = None) -> LazyStack:
     """Open a stack for reading region by region, from its header only.
 
     Args:
         path: a stack file (see the module docstring).
-        memory_bytes: the memory setting; a stack that cannot be read in parts must fit in it as
+        memory_bytes: the memory for data; a stack that cannot be read in parts must fit in it as
             float32, and a chunk of a chunked one must fit in it, or :class:`MosaicTooLargeError` names the file.
+        setting_gib: the ``memory_gib`` setting ``memory_bytes`` was left by (the process and the network take the
+            rest), for the messages; ``None``: ``memory_bytes`` is the setting itself.
 
     Raises:
         HSRSInputError: not a 3-D stack, or the header check fails (as in the pre-flight).
@@ -258,11 +260,16 @@ def open_lazily(path: str | Path, memory_bytes: float | None = None) -> LazyStac
     lazy = LazyStack(path, shape, header.dtype, header.wavenumbers, pixel, partial, chunked)
     if memory_bytes is None:
         return lazy
+    room = (
+        f"the memory setting memory_gib={memory_bytes / GIB:g}"
+        if setting_gib is None
+        else f"the {memory_bytes / GIB:.3g} GiB that memory_gib={setting_gib:g} leaves for data"
+    )
     if chunked is not None and lazy.chunk_bytes(1) > memory_bytes:
         lazy.close()
         raise MosaicTooLargeError(
             f"{path}: stored in {describe_chunks(lazy)}; a region read decodes whole chunks, and one chunk alone "
-            f"needs more than the memory setting memory_gib={memory_bytes / GIB:g}; {chunk_advice(lazy)}."
+            f"needs more than {room}; {chunk_advice(lazy)}."
         )
     if not partial and lazy.nbytes_float32 > memory_bytes:
         what = {
@@ -283,7 +290,7 @@ def open_lazily(path: str | Path, memory_bytes: float | None = None) -> LazyStac
         kind, todo = what.get(fmt, ("this file", "save it uncompressed"))
         raise MosaicTooLargeError(
             f"{path}: {kind} of {'×'.join(map(str, shape))} px cannot be read in parts, and read whole it needs "
-            f"{lazy.nbytes_float32 / GIB:.3g} GiB, more than the memory setting memory_gib={memory_bytes / GIB:g}; "
+            f"{lazy.nbytes_float32 / GIB:.3g} GiB, more than {room}; "
             f"{todo}, or raise --memory_gib."
         )
     return lazy
