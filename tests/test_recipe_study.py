@@ -11,7 +11,7 @@ from monai.bundle import ConfigParser
 from scripts.benchmarks import comparison as cmp
 from scripts.benchmarks import recipes
 from scripts.benchmarks.bundle_runs import REPO
-from scripts.networks import FAST_ENCODER, HybridUNet, NNUNetStyle2D
+from scripts.networks import FAST_ENCODER, HybridUNet, NNUNetStyle2D, UNet3DSpectral
 
 
 def _parser(arm: cmp.Model) -> ConfigParser:
@@ -25,7 +25,7 @@ def _parser(arm: cmp.Model) -> ConfigParser:
 def test_every_arm_builds_its_network_and_optimizer_from_its_configs(arm):
     parser = _parser(arm)
     net = parser.get_parsed_content("network_def")
-    assert isinstance(net, HybridUNet if arm.key.startswith("hybrid") else NNUNetStyle2D)
+    assert isinstance(net, {"hybrid": HybridUNet, "nnunet2d": NNUNetStyle2D, "unet3d": UNet3DSpectral}[arm.cost_kind])
     optimizer = parser.get_parsed_content("train#optimizer")
     expected = torch.optim.SGD if any(part in arm.key.split("_") for part in ("sgd", "recipe")) else torch.optim.AdamW
     assert isinstance(optimizer, expected)

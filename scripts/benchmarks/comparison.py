@@ -57,6 +57,7 @@ class Model:
     override: str | tuple[str, ...] | None  #: config(s) merged after configs/train.yaml, in order
     cost_kind: str  #: model_cost section's network kind and keyword arguments (for parameters, latency, memory)
     cost_kwargs: dict = field(default_factory=dict)
+    patch: int | None = None  #: training patch side for this network, if not the plan's (a network too slow for it)
 
 
 MODELS = (
@@ -324,7 +325,7 @@ def train_and_evaluate(
         "--val_interval",
         str(plan.val_interval),
         "--patch_size",
-        f"[{plan.patch},{plan.patch}]",
+        f"[{model.patch or plan.patch},{model.patch or plan.patch}]",
         "--time_limit_s",
         str(plan.time_limit_s),
         *common,

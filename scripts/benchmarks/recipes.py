@@ -24,7 +24,9 @@ The arms compare:
   spectral shifts up to ±20 cm⁻¹ (``configs/recipes/spectral_shift_20.yaml``), for the cross-instrument test
   (:mod:`scripts.benchmarks.instruments`);
 - **ablations on the fast encoder with instance normalisation**: each of the paper's three modules switched off
-  in turn (``configs/ablations/``), three seeds each.
+  in turn (``configs/ablations/``), three seeds each;
+- **the 3D-UNet at equal epochs**: on 48² patches (its own ``patch``), since at 128² its 32 epochs would take many
+  hours on a CPU; the comparison section gives it equal wall time instead.
 
 Runs live in ``outputs/recipes/runs/<arm>_gt_s<seed>/`` (the data and phasor labels in
 ``outputs/benchmark/``, shared with the comparison section) and are skipped when done with the same
@@ -135,6 +137,14 @@ ARMS = (
         "nnunet2d",
         NNUNET_COST,
     ),
+    cmp.Model(
+        "unet3d_48",
+        "3D-UNet (BasicUNet 3D), bundle recipe, 48² patches (the same epochs on smaller patches: 25× the hybrid's "
+        "latency at 512², model-cost section)",
+        "configs/baselines/unet3d.yaml",
+        "unet3d",
+        patch=48,
+    ),
 )
 ARM_BY_KEY = {a.key: a for a in ARMS}
 #: (arm, seed) in the order they are run: one seed of every arm first, then the seeds of the main arms
@@ -164,6 +174,7 @@ ORDER: tuple[tuple[str, int], ...] = (
     ("hybrid_fast_instance_wide", 2),
     ("hybrid", 1),
     ("hybrid", 2),
+    ("unet3d_48", 0),
 )
 QUICK_ORDER: tuple[tuple[str, int], ...] = (("hybrid_fast", 0), ("nnunet_2d_recipe", 0))
 
