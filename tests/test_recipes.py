@@ -50,9 +50,10 @@ def test_mirror_tta_averages_probabilities_over_the_four_flips():
     assert torch.equal(off, net(x))
 
 
-def test_nnunet_recipe_trains_the_baseline_with_sgd_poly_and_deep_supervision(sim_dir, tmp_path):
-    wf = workflow(
-        RECIPE,
+def _tiny_training(configs, sim_dir, tmp_path, epochs: int, **overrides):
+    """A training workflow of ``epochs`` tiny epochs (32² patches, 2 stacks × 2 patches), validated after the last."""
+    return workflow(
+        configs,
         "train",
         dataset_dir=str(sim_dir),
         output_dir=str(tmp_path / "run"),
@@ -61,10 +62,14 @@ def test_nnunet_recipe_trains_the_baseline_with_sgd_poly_and_deep_supervision(si
         val_roi_size=[64, 64],
         num_samples=2,
         batch_size=2,
-        val_interval=2,
-        max_epochs=2,
-        **{"network_def#patch_size": [32, 32]},
+        val_interval=epochs,
+        max_epochs=epochs,
+        **overrides,
     )
+
+
+def test_nnunet_recipe_trains_the_baseline_with_sgd_poly_and_deep_supervision(sim_dir, tmp_path):
+    wf = _tiny_training(RECIPE, sim_dir, tmp_path, 2, **{"network_def#patch_size": [32, 32]})
     parser = wf.parser
     net = parser.get_parsed_content("network")
     opt = parser.get_parsed_content("train#optimizer")
@@ -87,19 +92,7 @@ def test_nnunet_recipe_trains_the_baseline_with_sgd_poly_and_deep_supervision(si
 def test_nnunet_recipe_trains_the_hybrid_with_its_deep_supervision_heads(sim_dir, tmp_path):
     """The study's arm hybrid_fast_instance_nnunet_recipe: the same recipe file on top of the hybrid-UNet."""
     hybrid = [TRAIN, str(CONFIGS / "baselines" / "hybrid_fast_instance_norm.yaml"), RECIPE[2]]
-    wf = workflow(
-        hybrid,
-        "train",
-        dataset_dir=str(sim_dir),
-        output_dir=str(tmp_path / "run"),
-        ckpt_dir=str(tmp_path / "models"),
-        patch_size=[32, 32],
-        val_roi_size=[64, 64],
-        num_samples=2,
-        batch_size=2,
-        val_interval=1,
-        max_epochs=1,
-    )
+    wf = _tiny_training(hybrid, sim_dir, tmp_path, 1)
     parser = wf.parser
     net = parser.get_parsed_content("network")
     assert net.deep_supervision
