@@ -46,6 +46,10 @@ SEED = 20260413
 AUROC_TARGET = 0.9
 #: added to the ood_score of a stack the axis check flags, so that the QC decision ranks it above unflagged stacks
 AXIS_RANK = 1e6
+#: the score of a stack the preprocessing refuses (e.g. a window not covering the bands segmentation needs): above all
+REFUSED_RANK = 1e7
+#: QC flags that count as a detection: flagged by the score or the axis check, or refused outright
+DETECTED = ("flagged", "refused")
 HELD_IN = ("default", "easy", "hard")
 CORRUPTIONS = (
     "reversed axis",
@@ -111,6 +115,7 @@ def make_stack(kind: str, i: int, size: int) -> tuple[np.ndarray, np.ndarray | N
 def measure(groups: dict[str, int], size: int) -> list[dict]:
     """Features, axis verdict and time of every stack (``groups``: stacks per held-in preset / corruption)."""
     import torch
+    from scripts.io.errors import HSRSInputError, find_user_error, short_reason
     from scripts.io.writer import write_stack
     from scripts.qc.runner import FeatureRunner
 
@@ -127,7 +132,13 @@ def measure(groups: dict[str, int], size: int) -> list[dict]:
                     write_stack(path, stack, wn)
                 t0 = time.perf_counter()
                 torch.manual_seed(0)
-                result = runner(path)
+                try:
+                    result = runner(path)
+                except Exception as error:  # refused by the preprocessing (as the inference workflow refuses it)
+                    cause = find_user_error(error)
+                    if not isinstance(cause, HSRSInputError):
+                        raise
+                    result = {"features": None, "axis_check": "", "refused": short_reason(cause)}
                 rows.append({"kind": kind, "i": i, "seconds": time.perf_counter() - t0, **result})
                 for p in Path(tmp).iterdir():
                     p.unlink()
@@ -181,6 +192,22 @@ def auroc(held_in: list[float], corrupted: list[float]) -> float:
     return float(roc_auc_score([0] * len(held_in) + [1] * len(corrupted), [*held_in, *corrupted]))
 
 
+def _median_scored(scores) -> str:
+    """Median ``ood_score`` of the stacks that were scored (refused ones have no score of their own)."""
+    scored = [v for v in scores if v != REFUSED_RANK]
+    return f"{statistics.median(scored):.1f}" if scored else "–"
+
+
+def _score(row: dict, reference, exclude):
+    """The QC result of one measured stack; a stack the preprocessing refused (one line naming the file, as the
+    inference workflow's ``summary.csv`` gives it) ranks above every flagged one."""
+    from scripts.qc.reference import QCResult, score
+
+    if row.get("refused"):
+        return QCResult(REFUSED_RANK, "refused", f"refused: {row['refused']}")
+    return score(row["features"], reference, row["axis_check"], exclude=exclude)
+
+
 def _reference(quick: bool, size: int):
     from scripts.qc.reference import build_reference, load_reference
 
@@ -196,7 +223,7 @@ def _reference(quick: bool, size: int):
 def run(quick: bool = False) -> SectionResult:
     """Measure the quality check on held-in and corrupted stacks."""
     from scripts.qc.features import MODEL_FEATURES, SPECTRAL_FEATURES
-    from scripts.qc.reference import AXIS_FLAGS, score
+    from scripts.qc.reference import AXIS_FLAGS
 
     per_group, size = (2, 64) if quick else (12, 128)
     per_corruption = 2 if quick else 8
@@ -212,7 +239,7 @@ def run(quick: bool = False) -> SectionResult:
     }
     scored: dict[str, list] = {}
     for name, exclude in variants.items():
-        scored[name] = [score(r["features"], reference, r["axis_check"], exclude=exclude) for r in rows]
+        scored[name] = [_score(r, reference, exclude) for r in rows]
     main = scored[next(iter(variants))]
     for r, s in zip(rows, main, strict=True):
         r["ood_score"], r["qc_flag"], r["qc_reason"] = s.score, s.flag, s.reason
@@ -240,8 +267,8 @@ def run(quick: bool = False) -> SectionResult:
                 f"**{decision_auroc[kind]:.3f}**",
                 f"{data_auroc[kind][shipped]:.3f}",
                 f"{auroc(scores_of(shipped, ('default',)), scores_of(shipped, (kind,))):.3f}",
-                f"{sum(r['qc_flag'] == 'flagged' for r in bad)}/{len(bad)}",
-                f"{statistics.median(r['ood_score'] for r in bad):.1f}",
+                f"{sum(r['qc_flag'] in DETECTED for r in bad)}/{len(bad)}",
+                _median_scored(r["ood_score"] for r in bad),
                 ", ".join(f"{k} ({n})" for k, n in reasons.most_common(2)),
             ]
         )
@@ -255,9 +282,9 @@ def run(quick: bool = False) -> SectionResult:
             f"**{overall_decision:.3f}**",
             f"{overall[shipped]:.3f}",
             f"{overall_default:.3f}",
-            f"{sum(r['qc_flag'] == 'flagged' for r in rows if r['kind'] in CORRUPTIONS)}/"
+            f"{sum(r['qc_flag'] in DETECTED for r in rows if r['kind'] in CORRUPTIONS)}/"
             f"{sum(r['kind'] in CORRUPTIONS for r in rows)}",
-            f"{statistics.median(scores_of(shipped, CORRUPTIONS)):.1f}",
+            _median_scored(scores_of(shipped, CORRUPTIONS)),
             "",
         ]
     )
@@ -268,8 +295,8 @@ def run(quick: bool = False) -> SectionResult:
             "AUROC of the QC decision (axis verdict, then ood_score) vs all held-in",
             "AUROC of ood_score alone vs all held-in",
             "AUROC of ood_score vs default only",
-            f"flagged (ood_score > {threshold:g} or axis verdict)",
-            "median ood_score",
+            f"flagged (ood_score > {threshold:g} or axis verdict) or refused",
+            "median ood_score (stacks scored)",
             "first reason (count)",
         ],
         result_rows,
@@ -278,7 +305,7 @@ def run(quick: bool = False) -> SectionResult:
     false_flags = {}
     for kind in HELD_IN:
         sub = [r for r in rows if r["kind"] == kind]
-        flagged = sum(r["qc_flag"] == "flagged" for r in sub)
+        flagged = sum(r["qc_flag"] in DETECTED for r in sub)
         false_flags[kind] = flagged / len(sub)
         reasons = Counter(r["qc_reason"].split(" ")[0] for r in sub if r["qc_reason"])
         held_rows.append(
@@ -317,7 +344,9 @@ preprocessing, network (shipped `models/model.pt`) and inferer of `configs/infer
 Overall AUROC of the QC decision **{overall_decision:.3f}** (target ≥ {AUROC_TARGET:g}: {met}); of `ood_score`
 alone {overall[shipped]:.3f}. The decision is what `summary.csv` gives: a stack whose spectral axis the reader's check
 found reversed, miscalibrated or without C–H chemistry is flagged whatever its score (`qc_flag`, reason `axis_check`),
-so it ranks above every unflagged stack; the others rank by `ood_score`.
+so it ranks above every unflagged stack; the others rank by `ood_score`. A stack the preprocessing refuses (a window
+that does not cover the bands segmentation needs: one line in `summary.csv`'s `error`, no label map) counts as
+detected and ranks first (first reason `refused:`).
 
 {held_table}
 
