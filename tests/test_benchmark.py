@@ -172,6 +172,7 @@ def test_miniature_benchmark_through_the_bundle_configs(tmp_path):
         snr_levels=(10.0,),
         background_levels=(0.2,),
         time_limit_s=300,
+        weak_supervision=True,
     )
     result = comparison.run(plan=plan, work=tmp_path / "work", plot_path=tmp_path / "robustness.png")
     summary = result.data["summary"]
