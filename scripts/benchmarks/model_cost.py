@@ -50,6 +50,11 @@ MODELS: tuple[tuple[str, str, dict], ...] = (
         "hybrid",
         {**INSTANCE_FAST, "features": (16, 32, 64, 128, 256)},
     ),
+    (
+        "HybridUNet, fast encoder with instance norm, twice the channels below full resolution (recipe study)",
+        "hybrid",
+        {**INSTANCE_FAST, "features": (8, 32, 64, 128, 256)},
+    ),
     ("HybridUNet, plain 3D blocks (no multi-scale residual)", "hybrid", {"multiscale_residual": False}),
     ("HybridUNet, mean instead of attention pooling", "hybrid", {"attention_pooling": False}),
     ("HybridUNet, mean instead of spectral compression", "hybrid", {"spectral_compression": False}),
@@ -66,7 +71,7 @@ INSTANCE_MODEL = MODELS[2][0]
 #: the nnU-Net-style network the latency target compares with: the one the benchmark trains (128x128 plan)
 NNUNET_MODEL = next(label for label, kind, kw in MODELS if kind == "nnunet2d" and kw["patch_size"] == (128, 128))
 #: also timed in ONNX Runtime (the CPU default backend, scripts.networks.onnx_runtime) at the largest size, full runs
-ONNX_MODELS = (DEFAULT_MODEL, FULL_MODEL, INSTANCE_MODEL, MODELS[3][0], NNUNET_MODEL)
+ONNX_MODELS = (DEFAULT_MODEL, FULL_MODEL, INSTANCE_MODEL, MODELS[3][0], MODELS[4][0], NNUNET_MODEL)
 #: latency targets against the nnU-Net-style network (ratio) and against the model's own FLOP-bound time
 TARGET_NNUNET_RATIO, TARGET_FLOP_BOUND_RATIO = 1.0, 2.0
 SGEMM_SIZE, SGEMM_REPEATS = 2048, 10
