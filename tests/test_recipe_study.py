@@ -98,6 +98,8 @@ def test_a_difference_within_the_seed_sd_is_a_tie():
     assert verdict["nucleus"].startswith("tie (-0.010")
     assert verdict["lipid_droplet"].startswith("ahead (+0.140")
     assert recipes.compare(nnunet, hybrid, ["a", "b"])["lipid_droplet"].startswith("behind (-0.140")
+    single = recipes.compare(_entry([(0.95, 0.90)]), _entry([(0.94, 0.91)]), ["a", "b"])
+    assert single["nucleus"] == "ahead (one seed: no sd to call a tie) (+0.010)"  # no "seed sd nan"
     single = recipes.compare(_entry([(0.9, 0.9)]), _entry([(0.8, 0.8)]), ["a", "b"])
     assert "one seed" in single["nucleus"]
     assert single["nucleus"].startswith("ahead")

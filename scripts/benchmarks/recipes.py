@@ -280,7 +280,7 @@ def compare(a: dict, b: dict, stems: list[str]) -> dict[str, str]:
             verdict += " (one seed: no sd to call a tie)"
         else:
             verdict = "tie" if abs(diff) <= tol else "ahead" if diff > 0 else "behind"
-        out[c] = f"{verdict} ({diff:+.3f}, seed sd {tol:.3f})"
+        out[c] = f"{verdict} ({diff:+.3f})" if math.isnan(tol) else f"{verdict} ({diff:+.3f}, seed sd {tol:.3f})"
     return out
 
 
