@@ -284,6 +284,21 @@ def compare(a: dict, b: dict, stems: list[str]) -> dict[str, str]:
     return out
 
 
+def _latency_verdict(hybrid: dict, nnunet: dict) -> str:
+    """The best hybrid arm's forward-pass latency as a multiple of the nnU-Net-style network's (target ≤ 1.0×)."""
+    ratios = [
+        f"{hybrid[k] / nnunet[k]:.2f}× in {name}"
+        for k, name in (("latency_s", "PyTorch"), ("onnx_latency_s", "ONNX Runtime"))
+        if hybrid.get(k) and nnunet.get(k)
+    ]
+    if not ratios:
+        return ""
+    return (
+        f" Its forward pass, as a multiple of the nnU-Net-style network's: {', '.join(ratios)} (target ≤ 1.0×; "
+        "model-cost section)."
+    )
+
+
 def _latency_cell(cost: dict) -> str:
     """PyTorch / ONNX Runtime latency of a model-cost row ("–" where not measured)."""
     if not cost.get("latency_s"):
@@ -383,6 +398,9 @@ def report(result: dict, plan: cmp.Plan, budget: float) -> SectionResult:
             f"{vs_n['lipid_droplet']}. Hybrid vs tuned phasor: nucleus {vs_p['nucleus']}, lipid droplet "
             f"{vs_p['lipid_droplet']}. Target: hybrid ≥ nnU-Net-style on both classes (a difference within the "
             "seed sd is a tie) and ahead of the tuned phasor on both."
+            + _latency_verdict(
+                cmp.cost_of(_resolved(ARM_BY_KEY[best_h]), costs), cmp.cost_of(_resolved(ARM_BY_KEY[best_n]), costs)
+            )
         )
     if result["skipped"]:
         verdicts.append(
