@@ -315,3 +315,20 @@ def test_model_cost_times_a_network_in_onnx_runtime_and_reports_one_that_cannot_
     monkeypatch.setattr("scripts.networks.onnx_runtime.export_onnx", refuse)
     failed = mc.measure_onnx("hybrid", {"features": (4, 8)}, (32, 32, 64), 2)
     assert failed == {"onnx_error": "RuntimeError: ONNX export of HybridUNet failed: a translation is missing"}
+
+
+def test_the_onnx_profile_splits_time_and_macs_at_full_resolution():
+    """model_cost's evidence for the × FLOP-bound column: which share of the time and of the MACs is at full H×W."""
+    pytest.importorskip("onnxruntime")
+    from scripts.benchmarks import model_cost
+
+    kwargs = {"features": [4, 8, 8], "encoder_conv": "factorized", "stem_spectral_stride": 8}
+    profile = model_cost.profile_onnx("hybrid", kwargs, (32, 48, 16))
+    assert set(profile) == {"onnx_full_res_time_share", "full_res_mac_share"}, profile
+    assert 0 < profile["onnx_full_res_time_share"] < 1
+    assert 0 < profile["full_res_mac_share"] < 1
+    # every convolution of a network that never downsamples is at full resolution
+    import torch
+
+    _, macs, full = model_cost._count_macs(torch.nn.Conv2d(16, 3, 3, padding=1), torch.zeros(1, 16, 8, 8))
+    assert macs == full == 8 * 8 * 3 * 9 * 16
