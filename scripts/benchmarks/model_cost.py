@@ -416,6 +416,11 @@ def run(quick: bool) -> SectionResult:
                 print("[model_cost]   ... and where ONNX Runtime's time goes", flush=True)
                 result.update(_in_subprocess(profile_onnx, kind, kwargs, size))
             rows.append({"model": label, "kind": kind, "kwargs": kwargs, "size": size, "repeats": repeats, **result})
+    return report(rows, peak, repeats)
+
+
+def report(rows: list[dict], peak: float, repeats: int) -> SectionResult:
+    """The section's tables and notes from its measured ``rows`` (also to re-render them from docs/results.json)."""
     for row in rows:
         nnunet = next((r for r in rows if r["model"] == NNUNET_MODEL and r["size"] == row["size"]), {})
         if row.get("latency_s") and row.get("gmacs"):
@@ -501,17 +506,24 @@ def run(quick: bool) -> SectionResult:
             " **Where the time goes** (ONNX Runtime's profiler, one pass at the largest size after a warm-up; share of "
             "the nodes' summed kernel time in nodes whose output has the full field's H×W, and share of the MACs done "
             "at full resolution): "
-            + "; ".join(
-                f"{r['model']}: {100 * r['onnx_full_res_time_share']:.0f} % of the time for "
-                f"{100 * r['full_res_mac_share']:.0f} % of the MACs"
-                for r in profiled
-            )
-            + ". The hybrid's full-resolution level works on 8–16 channels per spectral position, where the CPU's "
-            "convolution kernels reach a fraction of the rate they reach on nnU-Net-style's 32–64 channels; that, "
-            "not the arithmetic, is what its × FLOP-bound column measures."
+            + "; ".join(f"{r['model']}: {_profile_text(r)}" for r in profiled)
+            + ". GFLOP/s estimated as 2 × MACs of the part / (ONNX Runtime latency × its time share). The hybrid's "
+            "full-resolution level holds 8–16 channels per spectral position, nnU-Net-style's 32."
         )
     markdown = "\n\n".join([markdown_table(header, table_rows), notes + " " + notes_busy, targets_text])
     return SectionResult(markdown=markdown, data={"rows": rows, "targets": targets, "sgemm_peak_gflops": peak})
+
+
+def _profile_text(row: dict) -> str:
+    """``62 % of the time for 35 % of the MACs (≈ 28 GFLOP/s at full resolution, 84 elsewhere)``."""
+    time_share, mac_share = row["onnx_full_res_time_share"], row["full_res_mac_share"]
+    text = f"{100 * time_share:.0f} % of the time for {100 * mac_share:.0f} % of the MACs"
+    latency, gmacs = row.get("onnx_latency_s"), row.get("gmacs")
+    if latency and gmacs and 0 < time_share < 1:
+        full = 2 * gmacs * mac_share / (latency * time_share)
+        rest = 2 * gmacs * (1 - mac_share) / (latency * (1 - time_share))
+        text += f" (≈ {full:.0f} GFLOP/s at full resolution, {rest:.0f} elsewhere)"
+    return text
 
 
 def _fast_kwargs() -> dict:
