@@ -412,7 +412,7 @@ def run(quick: bool) -> SectionResult:
             if not quick and label in ONNX_MODELS and size == sizes[-1]:
                 print("[model_cost]   ... and in ONNX Runtime", flush=True)
                 result.update(_in_subprocess(measure_onnx, kind, kwargs, size, repeats))
-            if label in PROFILE_MODELS and size == sizes[-1]:
+            if not quick and label in PROFILE_MODELS and size == sizes[-1]:
                 print("[model_cost]   ... and where ONNX Runtime's time goes", flush=True)
                 result.update(_in_subprocess(profile_onnx, kind, kwargs, size))
             rows.append({"model": label, "kind": kind, "kwargs": kwargs, "size": size, "repeats": repeats, **result})
