@@ -40,20 +40,19 @@ INSTANCE_FAST = {
     "norm": ("instance", {"affine": True}),
     "stem_spectral_stride": 8,
 }
+#: the recipe study's capacity arms (configs/baselines/hybrid_fast_instance_wide.yaml, ..._deep_wide.yaml)
+INSTANCE_WIDE = {**INSTANCE_FAST, "features": (16, 32, 64, 128, 256)}
+INSTANCE_DEEP_WIDE = {**INSTANCE_FAST, "features": (8, 32, 64, 128, 256)}
 #: (label, network kind, constructor arguments). All models take (B, K, H, W) and give (B, 3, H, W).
 MODELS: tuple[tuple[str, str, dict], ...] = (
     ("HybridUNet, shipped: fast encoder ((2+1)D, batch norm, channels-last, stem stride 8)", "hybrid", "FAST_ENCODER"),
     ("HybridUNet, full 3D encoder (class defaults; shipped up to 0.3.0)", "hybrid", {}),
     ("HybridUNet, fast encoder with instance norm (recipe study)", "hybrid", dict(INSTANCE_FAST)),
-    (
-        "HybridUNet, fast encoder with instance norm, twice the channels (recipe study)",
-        "hybrid",
-        {**INSTANCE_FAST, "features": (16, 32, 64, 128, 256)},
-    ),
+    ("HybridUNet, fast encoder with instance norm, twice the channels (recipe study)", "hybrid", dict(INSTANCE_WIDE)),
     (
         "HybridUNet, fast encoder with instance norm, twice the channels below full resolution (recipe study)",
         "hybrid",
-        {**INSTANCE_FAST, "features": (8, 32, 64, 128, 256)},
+        dict(INSTANCE_DEEP_WIDE),
     ),
     ("HybridUNet, plain 3D blocks (no multi-scale residual)", "hybrid", {"multiscale_residual": False}),
     ("HybridUNet, mean instead of attention pooling", "hybrid", {"attention_pooling": False}),

@@ -47,7 +47,7 @@ from scripts.benchmarks import SectionResult
 from scripts.benchmarks import comparison as cmp
 from scripts.benchmarks import markdown_table, mean_sd
 from scripts.benchmarks.bundle_runs import REPO
-from scripts.benchmarks.model_cost import INSTANCE_FAST
+from scripts.benchmarks.model_cost import INSTANCE_DEEP_WIDE, INSTANCE_FAST, INSTANCE_WIDE
 
 TITLE = "Recipe and encoder study: hybrid-UNet vs nnU-Net-style trained with nnU-Net's recipe"
 
@@ -65,7 +65,6 @@ NNUNET = "configs/baselines/nnunet_2d.yaml"
 NNUNET_RECIPE = "configs/recipes/nnunet.yaml"
 #: model-cost rows (:mod:`scripts.benchmarks.model_cost`) of the arms' networks: latency in the table
 NNUNET_COST = {"patch_size": (128, 128)}
-INSTANCE_COST = dict(INSTANCE_FAST)
 #: calibration-shift augmentation up to ±20 cm⁻¹ (the cross-instrument test's largest shift) for both network families
 SHIFT20 = "configs/recipes/spectral_shift_20.yaml"
 ARMS = (
@@ -107,7 +106,7 @@ ARMS = (
         "HybridUNet, fast encoder with instance norm, bundle recipe",
         FAST_INSTANCE,
         "hybrid",
-        INSTANCE_COST,
+        INSTANCE_FAST,
     ),
     cmp.Model(
         "hybrid_fast_instance_nnunet_recipe",
@@ -115,28 +114,28 @@ ARMS = (
         " foreground oversampling, mirror TTA)",
         (FAST_INSTANCE, NNUNET_RECIPE),
         "hybrid",
-        INSTANCE_COST,
+        INSTANCE_FAST,
     ),
     cmp.Model(
         "hybrid_fast_instance_wide",
         "HybridUNet, fast encoder with instance norm, twice the channels, bundle recipe",
         "configs/baselines/hybrid_fast_instance_wide.yaml",
         "hybrid",
-        {**INSTANCE_COST, "features": (16, 32, 64, 128, 256)},
+        INSTANCE_WIDE,
     ),
     cmp.Model(
         "hybrid_fast_instance_deep_wide",
         "HybridUNet, fast encoder with instance norm, twice the channels below full resolution, bundle recipe",
         "configs/baselines/hybrid_fast_instance_deep_wide.yaml",
         "hybrid",
-        {**INSTANCE_COST, "features": (8, 32, 64, 128, 256)},
+        INSTANCE_DEEP_WIDE,
     ),
     cmp.Model(
         "hybrid_fast_instance_shift20",
         "HybridUNet, fast encoder with instance norm, bundle recipe, spectral shifts ±20 cm⁻¹",
         (FAST_INSTANCE, SHIFT20),
         "hybrid",
-        INSTANCE_COST,
+        INSTANCE_FAST,
     ),
     cmp.Model(
         "nnunet_2d_recipe_shift20",
