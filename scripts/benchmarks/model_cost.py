@@ -43,6 +43,7 @@ INSTANCE_FAST = {
 #: the recipe study's capacity arms (configs/baselines/hybrid_fast_instance_wide.yaml, ..._deep_wide.yaml)
 INSTANCE_WIDE = {**INSTANCE_FAST, "features": (16, 32, 64, 128, 256)}
 INSTANCE_DEEP_WIDE = {**INSTANCE_FAST, "features": (8, 32, 64, 128, 256)}
+INSTANCE_DEEP_WIDE_S16 = {**INSTANCE_DEEP_WIDE, "stem_spectral_stride": 16}
 #: (label, network kind, constructor arguments). All models take (B, K, H, W) and give (B, 3, H, W).
 MODELS: tuple[tuple[str, str, dict], ...] = (
     ("HybridUNet, shipped: fast encoder ((2+1)D, batch norm, channels-last, stem stride 8)", "hybrid", "FAST_ENCODER"),
@@ -54,6 +55,7 @@ MODELS: tuple[tuple[str, str, dict], ...] = (
         "hybrid",
         dict(INSTANCE_DEEP_WIDE),
     ),
+    ("HybridUNet, the same with stem spectral stride 16 (recipe study)", "hybrid", dict(INSTANCE_DEEP_WIDE_S16)),
     ("HybridUNet, plain 3D blocks (no multi-scale residual)", "hybrid", {"multiscale_residual": False}),
     ("HybridUNet, mean instead of attention pooling", "hybrid", {"attention_pooling": False}),
     ("HybridUNet, mean instead of spectral compression", "hybrid", {"spectral_compression": False}),

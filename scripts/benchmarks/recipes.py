@@ -47,7 +47,7 @@ from scripts.benchmarks import SectionResult
 from scripts.benchmarks import comparison as cmp
 from scripts.benchmarks import markdown_table, mean_sd
 from scripts.benchmarks.bundle_runs import REPO
-from scripts.benchmarks.model_cost import INSTANCE_DEEP_WIDE, INSTANCE_FAST, INSTANCE_WIDE
+from scripts.benchmarks.model_cost import INSTANCE_DEEP_WIDE, INSTANCE_DEEP_WIDE_S16, INSTANCE_FAST, INSTANCE_WIDE
 
 TITLE = "Recipe and encoder study: hybrid-UNet vs nnU-Net-style trained with nnU-Net's recipe"
 
@@ -131,6 +131,14 @@ ARMS = (
         INSTANCE_DEEP_WIDE,
     ),
     cmp.Model(
+        "hybrid_fast_instance_deep_wide_s16",
+        "HybridUNet, fast encoder with instance norm, twice the channels below full resolution, stem spectral stride 16,"
+        " bundle recipe",
+        "configs/baselines/hybrid_fast_instance_deep_wide_s16.yaml",
+        "hybrid",
+        INSTANCE_DEEP_WIDE_S16,
+    ),
+    cmp.Model(
         "hybrid_fast_instance_shift20",
         "HybridUNet, fast encoder with instance norm, bundle recipe, spectral shifts ±20 cm⁻¹",
         (FAST_INSTANCE, SHIFT20),
@@ -169,9 +177,12 @@ ORDER: tuple[tuple[str, int], ...] = (
     ("nnunet_2d_recipe", 1),
     ("hybrid_fast_instance", 2),
     ("nnunet_2d_recipe", 2),
+    ("hybrid_fast_instance_deep_wide_s16", 0),
+    ("hybrid_fast_instance_deep_wide", 0),
+    ("hybrid_fast_instance_deep_wide_s16", 1),
+    ("hybrid_fast_instance_deep_wide_s16", 2),
     ("hybrid_fast_instance_wide", 1),
     ("hybrid_fast_instance_wide", 2),
-    ("hybrid_fast_instance_deep_wide", 0),
     ("hybrid_fast_instance_shift20", 0),
     ("nnunet_2d_recipe_shift20", 0),
     ("hybrid", 0),
