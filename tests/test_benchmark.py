@@ -286,6 +286,26 @@ def test_model_cost_targets_judge_latency_against_nnunet_and_the_flop_bound():
     assert checks["all_met"] is False
 
 
+def test_model_cost_quick_run_measures_the_compared_models_and_full_runs_every_arm_in_onnx_runtime(monkeypatch):
+    """--quick must stay a short smoke run (the models its targets paragraph needs); a full run times every
+    recipe-study arm in ONNX Runtime, since the study's latency column reads those rows."""
+    from scripts.benchmarks import model_cost as mc
+
+    measured, onnx = [], []
+    monkeypatch.setattr(mc, "_in_subprocess", lambda function, *args: 100.0 if not args else onnx.append(args[0]) or {})
+    monkeypatch.setattr(
+        mc, "measure_least_contended", lambda kind, kwargs, size, repeats, attempts: measured.append(kwargs) or {}
+    )
+    monkeypatch.setattr(mc, "report", lambda rows, peak, repeats: [r["model"] for r in rows])
+    assert mc.run(quick=True) == list(mc.QUICK_MODELS)
+    labels = mc.run(quick=False)
+    assert set(mc.RECIPE_STUDY_MODELS) < set(labels)
+    study_kwargs = [kwargs for label, _, kwargs in mc.MODELS if label in mc.RECIPE_STUDY_MODELS]
+    assert mc.INSTANCE_DEEP_WIDE_S16 in study_kwargs
+    assert mc.INSTANCE_WIDE in study_kwargs
+    assert onnx.count("hybrid") >= len(mc.RECIPE_STUDY_MODELS) + 2
+
+
 def test_model_cost_peak_memory_is_the_measuring_process_s_own_not_its_parent_s():
     """Linux carries ru_maxrss over fork and exec: a spawned child of a large parent would report the parent's peak
     (every network showed 4.7 GiB once the benchmark's parent had held a 2048² field)."""

@@ -55,7 +55,12 @@ MODELS: tuple[tuple[str, str, dict], ...] = (
         "hybrid",
         dict(INSTANCE_DEEP_WIDE),
     ),
-    ("HybridUNet, the same with stem spectral stride 16 (recipe study)", "hybrid", dict(INSTANCE_DEEP_WIDE_S16)),
+    (
+        "HybridUNet, fast encoder with instance norm, twice the channels below full resolution, stem stride 16"
+        " (recipe study)",
+        "hybrid",
+        dict(INSTANCE_DEEP_WIDE_S16),
+    ),
     ("HybridUNet, plain 3D blocks (no multi-scale residual)", "hybrid", {"multiscale_residual": False}),
     ("HybridUNet, mean instead of attention pooling", "hybrid", {"attention_pooling": False}),
     ("HybridUNet, mean instead of spectral compression", "hybrid", {"spectral_compression": False}),
@@ -71,10 +76,15 @@ DEFAULT_MODEL, FULL_MODEL, REFERENCE_MODEL = MODELS[0][0], MODELS[1][0], MODELS[
 INSTANCE_MODEL = MODELS[2][0]
 #: the nnU-Net-style network the latency target compares with: the one the benchmark trains (128x128 plan)
 NNUNET_MODEL = next(label for label, kind, kw in MODELS if kind == "nnunet2d" and kw["patch_size"] == (128, 128))
+#: the recipe study's networks (their rows give the study table's latency column)
+RECIPE_STUDY_MODELS = tuple(label for label, _, _ in MODELS if label.endswith("(recipe study)"))
+WIDE_MODEL = next(label for label, _, kwargs in MODELS if kwargs == INSTANCE_WIDE)
 #: also timed in ONNX Runtime (the CPU default backend, scripts.networks.onnx_runtime) at the largest size, full runs
-ONNX_MODELS = (DEFAULT_MODEL, FULL_MODEL, INSTANCE_MODEL, MODELS[3][0], MODELS[4][0], NNUNET_MODEL)
+ONNX_MODELS = (DEFAULT_MODEL, FULL_MODEL, *RECIPE_STUDY_MODELS, NNUNET_MODEL)
 #: profiled in ONNX Runtime (largest size): the share of the time and of the MACs at full resolution
-PROFILE_MODELS = (DEFAULT_MODEL, MODELS[3][0], NNUNET_MODEL)
+PROFILE_MODELS = (DEFAULT_MODEL, WIDE_MODEL, NNUNET_MODEL)
+#: a --quick run (a smoke run of the section) measures only the models the targets paragraph compares
+QUICK_MODELS = (DEFAULT_MODEL, FULL_MODEL, NNUNET_MODEL, REFERENCE_MODEL)
 #: latency targets against the nnU-Net-style network (ratio) and against the model's own FLOP-bound time
 TARGET_NNUNET_RATIO, TARGET_FLOP_BOUND_RATIO = 1.0, 2.0
 SGEMM_SIZE, SGEMM_REPEATS = 2048, 10
@@ -408,6 +418,8 @@ def run(quick: bool) -> SectionResult:
     print(f"[model_cost] sgemm peak {peak:.1f} GFLOP/s", flush=True)
     for size in sizes:
         for label, kind, kwargs in MODELS:
+            if quick and label not in QUICK_MODELS:
+                continue
             print(f"[model_cost] {label} at {size[0]}x{size[1]}x{size[2]} ...", flush=True)
             result = measure_least_contended(kind, kwargs, size, repeats, attempts)
             if not quick and label in ONNX_MODELS and size == sizes[-1]:
