@@ -140,6 +140,8 @@ QUICK = Plan(
     background_levels=(0.1, 0.8),
     sweep_repeats=1,
     weak_supervision=False,  # a smoke run within 10 min; tests/test_benchmark.py runs the pseudo-label path
+    # one ablation stands for the three in the smoke run (the same code path with another switch)
+    models=("hybrid", "hybrid_no_multiscale", "nnunet_2d", "unet3d"),
 )
 
 

@@ -60,7 +60,7 @@ def run(quick: bool) -> SectionResult:
             rows.append([name, f"{wall:.1f}", f"{wall / n:.1f}", f"{peak:.0f}"])
             data[name] = {"wall_s": wall, "per_stack_s": wall / n, "peak_rss_mib": peak, "stacks": n}
         # training speed: a short run of train.yaml on simulated 512×512 stacks
-        n_train = 4 if quick else 8
+        n_train = 2 if quick else 8
         simulate_dataset(tmp / "train_data", num=n_train + 2, seed=11, height=512, width=512)
         epochs = 2
         wall, peak, log = bundle_run(
@@ -265,7 +265,7 @@ def _scale(quick: bool) -> tuple[str, dict]:
         )
         # a mosaic far larger than the memory setting; the network is a 1×1 convolution: the memory bound of the data
         # path is measured, not the network's speed (a HybridUNet over 8192² takes hours on this shared CPU)
-        big, memory_gib = (2048, 2) if quick else (8192, 4)
+        big, memory_gib = (1024, 1) if quick else (8192, 4)
         folder = tmp / "mosaic"
         folder.mkdir()
         t0 = time.perf_counter()
@@ -431,7 +431,7 @@ def chunked_scale(quick: bool) -> tuple[list[list[str]], dict]:
             ]
         )
         # (a) a compressed tiled mosaic far larger than memory, 1×1-conv network (the data path's memory bound)
-        big, memory_gib = (2048, 2) if quick else (8192, 4)
+        big, memory_gib = (1024, 1) if quick else (8192, 4)
         folder = tmp / "chunked_mosaic"
         folder.mkdir()
         t0 = time.perf_counter()
