@@ -137,6 +137,11 @@ def test_an_interrupted_run_resumes_and_counts_the_work_of_every_attempt(tmp_pat
     assert len(resumed) == 2
     assert resumed[0]["end"] - resumed[0]["start"] == pytest.approx(60)
     assert checkpoint.is_file()  # resumed from, not cleared
+    # killed again before the next checkpoint: that attempt kept no work (not a negative duration)
+    os.utime(checkpoint, (resumed[1]["start"] - 30, resumed[1]["start"] - 30))  # saved before it started
+    again = cmp._attempts(folder, key)
+    assert len(again) == 3
+    assert again[1]["end"] == again[1]["start"]
     other = cmp._attempts(folder, {**key, "seed": 1})  # another plan: start afresh
     assert len(other) == 1
     assert not checkpoint.exists()

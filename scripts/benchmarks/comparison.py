@@ -393,7 +393,8 @@ def _attempts(folder: Path, key: dict) -> list[dict]:
     else:
         attempts = previous["attempts"]
         checkpoints = list((folder / "train" / "checkpoints").glob("*"))
-        attempts[-1]["end"] = max((p.stat().st_mtime for p in checkpoints), default=attempts[-1]["start"])
+        # an attempt killed before its first checkpoint kept no work (its newest checkpoint is an older attempt's)
+        attempts[-1]["end"] = max([attempts[-1]["start"], *(p.stat().st_mtime for p in checkpoints)])
     attempts.append({"start": time.time()})
     folder.mkdir(parents=True, exist_ok=True)
     _write_json(started, {"plan": key, "attempts": attempts})
