@@ -43,7 +43,7 @@ INSTANCE_FAST = {
 #: the recipe study's capacity arms (configs/baselines/hybrid_fast_instance_wide.yaml, ..._deep_wide.yaml)
 INSTANCE_WIDE = {**INSTANCE_FAST, "features": (16, 32, 64, 128, 256)}
 INSTANCE_DEEP_WIDE = {**INSTANCE_FAST, "features": (8, 32, 64, 128, 256)}
-INSTANCE_DEEP_WIDE_S16 = {**INSTANCE_DEEP_WIDE, "stem_spectral_stride": 16}
+INSTANCE_DEEP_WIDE_S16 = {**INSTANCE_DEEP_WIDE, "stem_spectral_kernel": 17, "stem_spectral_stride": 16}
 #: (label, network kind, constructor arguments). All models take (B, K, H, W) and give (B, 3, H, W).
 MODELS: tuple[tuple[str, str, dict], ...] = (
     ("HybridUNet, shipped: fast encoder ((2+1)D, batch norm, channels-last, stem stride 8)", "hybrid", "FAST_ENCODER"),

@@ -81,7 +81,9 @@ class HybridUNet(nn.Module):
             the bottleneck). Defaults to twice ``features``.
         spectral_strides: spectral stride of each encoder level (level 0 included, normally 1).
             Defaults to 2 at levels 1 and 2 and 1 elsewhere.
-        stem_spectral_kernel: odd spectral kernel size of the stem convolution.
+        stem_spectral_kernel: odd spectral kernel size of the stem convolution. The stem is the only
+            layer that sees the input frames: a kernel shorter than the stride skips frames (at stride 8
+            a 7-frame kernel skips one frame in 8, as in :data:`FAST_ENCODER`); stride + 1 covers them all.
         stem_spectral_stride: spectral stride of the stem convolution.
         spectral_dilations: spectral dilations of the multi-scale branches (one branch each).
         attention_heads: independent spectral weightings per attention pooling.
