@@ -276,7 +276,11 @@ def test_model_cost_targets_judge_latency_against_nnunet_and_the_flop_bound():
         row(mc.NNUNET_MODEL, 1.25, 1.0, 2.5),
         row(mc.REFERENCE_MODEL, 30.0, 24.0, 4.0),
     ]
+    rows[1].update(onnx_latency_s=0.6, onnx_nnunet_ratio=0.7, onnx_flop_bound_ratio=2.5)  # the CPU default backend
     text, checks = mc._targets_paragraph(rows)
+    assert checks["shipped (fast encoder)_onnx_vs_nnunet"] is True
+    assert checks["shipped (fast encoder)_onnx_vs_flop_bound"] is False
+    assert "in ONNX Runtime (the CPU default backend) the shipped HybridUNet takes 0.60 s = 0.70×" in text
     assert checks["full 3D encoder_vs_nnunet"] is False
     assert checks["full 3D encoder_vs_flop_bound"] is False
     assert checks["shipped (fast encoder)_vs_nnunet"] is True

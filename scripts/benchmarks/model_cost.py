@@ -396,6 +396,21 @@ def _targets_paragraph(rows: list[dict]) -> tuple[str, dict]:
             f"(target ≤ {TARGET_FLOP_BOUND_RATIO:.0f}×): {verdicts[ok_bound]}"
         )
 
+    # the same two targets on the CPU default backend (full runs time the shipped network in ONNX Runtime too)
+    row = by_key.get((DEFAULT_MODEL, size), {})
+    if row.get("onnx_latency_s") is not None:
+        ratio_nnunet, ratio_bound = row.get("onnx_nnunet_ratio"), row.get("onnx_flop_bound_ratio")
+        ok_nnunet = None if ratio_nnunet is None else ratio_nnunet <= TARGET_NNUNET_RATIO
+        ok_bound = None if ratio_bound is None else ratio_bound <= TARGET_FLOP_BOUND_RATIO
+        checks["shipped (fast encoder)_onnx_vs_nnunet"], checks["shipped (fast encoder)_onnx_vs_flop_bound"] = (
+            ok_nnunet,
+            ok_bound,
+        )
+        parts.append(
+            f"in ONNX Runtime (the CPU default backend) the shipped HybridUNet takes {row['onnx_latency_s']:.2f} s = "
+            f"{_fmt(ratio_nnunet, '.2f')}× the nnU-Net-style network's {_fmt(nnunet.get('onnx_latency_s'), '.2f')} s: "
+            f"{verdicts[ok_nnunet]}, and {_fmt(ratio_bound, '.1f')}× its FLOP-bound time: {verdicts[ok_bound]}"
+        )
     measured = [r for r in rows if r["size"] == size and r.get("flop_bound_ratio")]
     if measured:
         best = min(measured, key=lambda r: r["flop_bound_ratio"])
@@ -444,6 +459,8 @@ def report(rows: list[dict], peak: float, repeats: int) -> SectionResult:
                 row["nnunet_ratio"] = row["latency_s"] / nnunet["latency_s"]
         if row.get("onnx_latency_s") and nnunet.get("onnx_latency_s"):
             row["onnx_nnunet_ratio"] = row["onnx_latency_s"] / nnunet["onnx_latency_s"]
+        if row.get("onnx_latency_s") and row.get("flop_bound_s"):
+            row["onnx_flop_bound_ratio"] = row["onnx_latency_s"] / row["flop_bound_s"]
     header = [
         "model",
         "input H×W×K",
@@ -455,7 +472,7 @@ def report(rows: list[dict], peak: float, repeats: int) -> SectionResult:
         "achieved GFLOP/s",
         "× FLOP-bound time",
         "peak memory (MiB)",
-        "ONNX Runtime latency (s; × nnU-Net-style's)",
+        "ONNX Runtime latency (s; × nnU-Net-style's; × FLOP-bound time)",
     ]
 
     def onnx_cell(r: dict) -> str:
@@ -463,7 +480,10 @@ def report(rows: list[dict], peak: float, repeats: int) -> SectionResult:
             return f"not exported ({r['onnx_error']})"
         if r.get("onnx_latency_s") is None:
             return "–"
-        return f"{r['onnx_latency_s']:.2f} ({_fmt(r.get('onnx_nnunet_ratio'), '.2f')}×)"
+        return (
+            f"{r['onnx_latency_s']:.2f} ({_fmt(r.get('onnx_nnunet_ratio'), '.2f')}×; "
+            f"{_fmt(r.get('onnx_flop_bound_ratio'), '.1f')}×)"
+        )
 
     table_rows = [
         [
