@@ -61,8 +61,8 @@ INSTRUMENTS = (
 )
 #: the study's arms scored here: the fast encoder with instance norm (the study's main hybrid arm) and with batch norm
 #: (the shipped form), trained with nnU-Net's recipe, its capacity variants (wide, deep-wide, deep-wide with stem
-#: stride 16), the full encoder, nnU-Net-style with both recipes, and both families trained with calibration shifts up
-#: to ±20 cm⁻¹
+#: stride 16, the same with a slimmer bottleneck), the full encoder, nnU-Net-style with both recipes, and both
+#: families trained with calibration shifts up to ±20 cm⁻¹
 ARMS = (
     "hybrid_fast_instance",
     "hybrid_fast",
@@ -70,6 +70,7 @@ ARMS = (
     "hybrid_fast_instance_wide",
     "hybrid_fast_instance_deep_wide",
     "hybrid_fast_instance_deep_wide_s16",
+    "hybrid_fast_instance_deep_wide_s16_slim",
     "hybrid",
     "hybrid_fast_instance_shift20",
     "nnunet_2d_recipe",

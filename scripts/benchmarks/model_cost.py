@@ -44,6 +44,7 @@ INSTANCE_FAST = {
 INSTANCE_WIDE = {**INSTANCE_FAST, "features": (16, 32, 64, 128, 256)}
 INSTANCE_DEEP_WIDE = {**INSTANCE_FAST, "features": (8, 32, 64, 128, 256)}
 INSTANCE_DEEP_WIDE_S16 = {**INSTANCE_DEEP_WIDE, "stem_spectral_kernel": 17, "stem_spectral_stride": 16}
+INSTANCE_DEEP_WIDE_S16_SLIM = {**INSTANCE_DEEP_WIDE_S16, "decoder_features": (16, 64, 128, 256, 256)}
 #: (label, network kind, constructor arguments). All models take (B, K, H, W) and give (B, 3, H, W).
 MODELS: tuple[tuple[str, str, dict], ...] = (
     ("HybridUNet, shipped: fast encoder ((2+1)D, batch norm, channels-last, stem stride 8)", "hybrid", "FAST_ENCODER"),
@@ -60,6 +61,11 @@ MODELS: tuple[tuple[str, str, dict], ...] = (
         " (recipe study)",
         "hybrid",
         dict(INSTANCE_DEEP_WIDE_S16),
+    ),
+    (
+        "HybridUNet, fast encoder with instance norm, deep-wide, stem stride 16, 256-channel bottleneck (recipe study)",
+        "hybrid",
+        dict(INSTANCE_DEEP_WIDE_S16_SLIM),
     ),
     ("HybridUNet, plain 3D blocks (no multi-scale residual)", "hybrid", {"multiscale_residual": False}),
     ("HybridUNet, mean instead of attention pooling", "hybrid", {"attention_pooling": False}),

@@ -47,7 +47,13 @@ from scripts.benchmarks import SectionResult
 from scripts.benchmarks import comparison as cmp
 from scripts.benchmarks import markdown_table, mean_sd
 from scripts.benchmarks.bundle_runs import REPO
-from scripts.benchmarks.model_cost import INSTANCE_DEEP_WIDE, INSTANCE_DEEP_WIDE_S16, INSTANCE_FAST, INSTANCE_WIDE
+from scripts.benchmarks.model_cost import (
+    INSTANCE_DEEP_WIDE,
+    INSTANCE_DEEP_WIDE_S16,
+    INSTANCE_DEEP_WIDE_S16_SLIM,
+    INSTANCE_FAST,
+    INSTANCE_WIDE,
+)
 
 TITLE = "Recipe and encoder study: hybrid-UNet vs nnU-Net-style trained with nnU-Net's recipe"
 
@@ -139,6 +145,14 @@ ARMS = (
         INSTANCE_DEEP_WIDE_S16,
     ),
     cmp.Model(
+        "hybrid_fast_instance_deep_wide_s16_slim",
+        "HybridUNet, fast encoder with instance norm, twice the channels below full resolution, stem spectral stride 16,"
+        " 256-channel bottleneck, bundle recipe",
+        "configs/baselines/hybrid_fast_instance_deep_wide_s16_slim.yaml",
+        "hybrid",
+        INSTANCE_DEEP_WIDE_S16_SLIM,
+    ),
+    cmp.Model(
         "hybrid_fast_instance_shift20",
         "HybridUNet, fast encoder with instance norm, bundle recipe, spectral shifts ±20 cm⁻¹",
         (FAST_INSTANCE, SHIFT20),
@@ -178,9 +192,12 @@ ORDER: tuple[tuple[str, int], ...] = (
     ("hybrid_fast_instance", 2),
     ("nnunet_2d_recipe", 2),
     ("hybrid_fast_instance_deep_wide_s16", 0),
-    ("hybrid_fast_instance_deep_wide", 0),
+    ("hybrid_fast_instance_deep_wide_s16_slim", 0),
     ("hybrid_fast_instance_deep_wide_s16", 1),
+    ("hybrid_fast_instance_deep_wide", 0),
     ("hybrid_fast_instance_deep_wide_s16", 2),
+    ("hybrid_fast_instance_deep_wide_s16_slim", 1),
+    ("hybrid_fast_instance_deep_wide_s16_slim", 2),
     ("hybrid_fast_instance_wide", 1),
     ("hybrid_fast_instance_wide", 2),
     ("hybrid_fast_instance_shift20", 0),
