@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -165,11 +166,50 @@ def test_max_hours_zero_reports_the_finished_runs_and_starts_none(tmp_path, monk
     (folder / "done.json").write_text(
         json.dumps({"plan": cmp._run_key(plan, done_arm, "gt", 0, "test"), "epochs_done": plan.epochs})
     )
+    monkeypatch.setattr(recipes, "patch_windows", lambda *a: {})  # scoring, not training: its own test
     order = (("hybrid_fast", 0), ("nnunet_2d_recipe", 0))
     result = recipes.measure(plan, order, tmp_path / "data", tmp_path / "runs", max_hours=0)
     assert trained == ["hybrid_fast"]  # the finished run's cached record; no new training started
     assert set(result["arms"]) == {"hybrid_fast"}
     assert result["skipped"] == [["nnunet_2d_recipe", 0]]
+
+
+def test_finished_runs_are_scored_once_more_with_windows_of_their_training_patch(tmp_path, monkeypatch):
+    """The normalisation-statistics table: the seed-0 run of a window arm re-scored with patch-sized windows, once."""
+    plan = recipes.QUICK  # 128² fields, 64² patches
+    calls = []
+
+    def evaluate(args, log_file):
+        calls.append(args)
+        out = Path(args[args.index("--output_dir") + 1])
+        (out / "overlays").mkdir(parents=True)
+        (out / "metrics.csv").write_text("val_mean_dice,0.5\n")
+        return 1.0, 1.0, ""
+
+    def scores(dice):
+        return {c: {"dice": dice} for c in cmp.CLASSES}
+
+    monkeypatch.setattr(cmp, "bundle_run", evaluate)
+    monkeypatch.setattr(cmp, "score_method", lambda maps, stems, refs: {s: {"gt": scores(0.8)} for s in stems})
+    arms = {
+        "hybrid_fast": {"label": "hybrid", "seeds": {0: {"t": {"gt": scores(0.9)}}}},
+        "nnunet_2d": {"label": "not a window arm", "seeds": {0: {"t": {"gt": scores(0.9)}}}},
+    }
+    windows = recipes.patch_windows(plan, tmp_path, tmp_path / "datalist.json", arms, ["t"], {})
+    assert set(windows) == {"hybrid_fast"}
+    (args,) = calls
+    assert args[args.index("--val_roi_size") + 1] == "[64,64]"
+    assert args[args.index("--output_dir") + 1].endswith("eval_roi64")
+    assert args[args.index("--ckpt_dir") + 1] == str(
+        cmp.run_dir(tmp_path, recipes.ARM_BY_KEY["hybrid_fast"], "gt", 0) / "models"
+    )
+    assert windows["hybrid_fast"]["windows"]["nucleus"]["mean"] == pytest.approx(0.8)
+    assert windows["hybrid_fast"]["field"]["nucleus"]["mean"] == pytest.approx(0.9)
+    assert recipes.patch_windows(plan, tmp_path, tmp_path / "datalist.json", arms, ["t"], {}) == windows
+    assert len(calls) == 1  # the second call reads the scored label maps
+    assert "| hybrid | 0.900 | 0.900 | 64² | 0.800 | 0.800 | -0.100 / -0.100 |" in recipes._windows_text(
+        windows, arms, plan
+    )
 
 
 def test_cross_instrument_stacks_change_one_instrument_property_each(tmp_path):

@@ -337,20 +337,9 @@ def train_and_evaluate(
     wall, peak, log = bundle_run(train_args, log_file=folder / "train.log")
     wall += sum(a["end"] - a["start"] for a in attempts[:-1])  # the interrupted attempts' work
     best = re.findall(r"Key metric: val_mean_dice best value: ([\d.]+) at epoch: (\d+)", log)
-    eval_args = [
-        "--config_file",
-        config_files("configs/train.yaml", *override_files(model), "configs/evaluate.yaml"),
-        "--output_dir",
-        str(folder / "eval"),
-        "--eval_split",
-        eval_split,
-        "--label_formats",
-        "['nii.gz']",
-        "--overlays",
-        "false",
-        *common,
-    ]
-    eval_wall, _, _ = bundle_run(eval_args, log_file=folder / "evaluate.log")
+    eval_wall, _, _ = bundle_run(
+        evaluate_args(folder, plan, model, seed, datalist, eval_split), log_file=folder / "evaluate.log"
+    )
     record = {
         "parameters": checkpoint_parameters(folder / "models"),
         "plan": key,
@@ -369,6 +358,34 @@ def train_and_evaluate(
 
 def _run_key(plan: Plan, model: Model, supervision: str, seed: int, eval_split: str) -> dict:
     return {"plan": asdict(plan), "model": model.key, "supervision": supervision, "seed": seed, "split": eval_split}
+
+
+def evaluate_args(
+    folder: Path, plan: Plan, model: Model, seed: int, datalist: Path, eval_split: str, roi: int | None = None
+) -> list[str]:
+    """``monai.bundle run`` arguments scoring the run in ``folder`` with configs/evaluate.yaml: label maps to
+    ``folder/eval`` with windows of the whole field (``plan.size``), or to ``folder/eval_roi<roi>`` with ``roi``."""
+    roi = roi or plan.size
+    return [
+        "--config_file",
+        config_files("configs/train.yaml", *override_files(model), "configs/evaluate.yaml"),
+        "--output_dir",
+        str(folder / ("eval" if roi == plan.size else f"eval_roi{roi}")),
+        "--eval_split",
+        eval_split,
+        "--label_formats",
+        "['nii.gz']",
+        "--overlays",
+        "false",
+        "--datalist_file",
+        str(datalist),
+        "--ckpt_dir",
+        str(folder / "models"),
+        "--seed",
+        str(seed),
+        "--val_roi_size",
+        f"[{roi},{roi}]",
+    ]
 
 
 def finished_run(work: Path, plan: Plan, model: Model, supervision: str, seed: int, eval_split: str) -> dict | None:

@@ -214,6 +214,9 @@ ORDER: tuple[tuple[str, int], ...] = (
     ("unet3d_48", 0),
 )
 QUICK_ORDER: tuple[tuple[str, int], ...] = (("hybrid_fast", 0), ("nnunet_2d_recipe", 0))
+#: arms whose seed-0 run is also scored with windows of its training patch instead of one window over the whole field:
+#: instance norm takes each window's own statistics, so a network trained on patches could depend on the window size
+WINDOW_ARMS = ("hybrid_fast", "hybrid_fast_instance", "hybrid_fast_instance_wide", "nnunet_2d_recipe")
 
 
 def _resolved(arm: cmp.Model) -> cmp.Model:
@@ -276,8 +279,65 @@ def measure(plan: cmp.Plan, order, data_work: Path, runs_work: Path, max_hours: 
         "arms": {k: v for k, v in arms.items() if v["seeds"]},
         "phasor": phasor,
         "skipped": skipped,
+        "windows": patch_windows(plan, runs_work, datalist, arms, test, references),
         "wall_s": time.perf_counter() - t0,
     }
+
+
+def patch_windows(plan: cmp.Plan, runs_work: Path, datalist: Path, arms: dict, test: list[str], references) -> dict:
+    """Test Dice of the finished seed-0 runs of :data:`WINDOW_ARMS` scored with sliding windows of their training
+    patch (``eval_roi<patch>/`` of the run, once), next to the study's score (one window over the whole field)."""
+    out = {}
+    for key in WINDOW_ARMS:
+        if 0 not in arms.get(key, {}).get("seeds", {}):
+            continue
+        arm = ARM_BY_KEY[key]
+        folder, roi = cmp.run_dir(runs_work, arm, "gt", 0), arm.patch or plan.patch
+        if roi >= plan.size:
+            continue
+        if not (folder / f"eval_roi{roi}" / "metrics.csv").is_file():  # written last by evaluate.yaml
+            print(f"[recipes] scoring {folder.name} with {roi}² windows ...", flush=True)
+            args = cmp.evaluate_args(folder, plan, arm, 0, datalist, "test", roi)
+            cmp.bundle_run(args, log_file=folder / f"evaluate_roi{roi}.log")
+        scores = cmp.score_method(cmp.label_maps(folder / f"eval_roi{roi}" / "overlays"), test, references)
+        out[key] = {
+            "roi": roi,
+            "windows": {c: mean_sd(scores[s]["gt"][c]["dice"] for s in test) for c in cmp.CLASSES},
+            "field": {c: mean_sd(arms[key]["seeds"][0][s]["gt"][c]["dice"] for s in test) for c in cmp.CLASSES},
+        }
+    return out
+
+
+def _windows_text(windows: dict, arms: dict, plan: cmp.Plan) -> str:
+    """The window-size table and what it says (empty without scored arms)."""
+    if not windows:
+        return ""
+    rows = []
+    for key, w in windows.items():
+        rows.append(
+            [
+                arms[key]["label"],
+                *(f"{w['field'][c]['mean']:.3f}" for c in cmp.CLASSES),
+                f"{w['roi']}²",
+                *(f"{w['windows'][c]['mean']:.3f}" for c in cmp.CLASSES),
+                " / ".join(f"{w['windows'][c]['mean'] - w['field'][c]['mean']:+.3f}" for c in cmp.CLASSES),
+            ]
+        )
+    header = [
+        "arm (seed 0)",
+        f"one {plan.size}² window: Dice nucleus",
+        "lipid droplet",
+        "windows of the training patch",
+        "Dice nucleus",
+        "lipid droplet",
+        "change (nucleus / LD)",
+    ]
+    return (
+        "**Normalisation statistics: training patches vs inference windows.** Instance norm normalises each window "
+        "by its own statistics, so a network trained on patches might want windows of the patch size at inference. "
+        "The same trained runs scored both ways (`configs/evaluate.yaml` with `--val_roi_size`, Gaussian-weighted "
+        "sliding windows with overlap 0.25):\n\n" + markdown_table(header, rows)
+    )
 
 
 def _pooled(entry: dict, stems: list[str]) -> dict:
@@ -454,6 +514,7 @@ def report(result: dict, plan: cmp.Plan, budget: float) -> SectionResult:
             markdown_table(preset_header, per_preset_rows),
             notes,
             *verdicts,
+            *([_windows_text(result["windows"], arms, plan)] if result.get("windows") else []),
         ]
     )
     return SectionResult(
@@ -463,6 +524,7 @@ def report(result: dict, plan: cmp.Plan, budget: float) -> SectionResult:
             "budget": budget,
             "arms": json_arms,
             "skipped": result["skipped"],
+            "windows": result.get("windows", {}),
             "wall_s": result["wall_s"],
         },
     )
