@@ -207,9 +207,9 @@ def test_finished_runs_are_scored_once_more_with_windows_of_their_training_patch
     assert windows["hybrid_fast"]["field"]["nucleus"]["mean"] == pytest.approx(0.9)
     assert recipes.patch_windows(plan, tmp_path, tmp_path / "datalist.json", arms, ["t"], {}) == windows
     assert len(calls) == 1  # the second call reads the scored label maps
-    assert "| hybrid | 0.900 | 0.900 | 64² | 0.800 | 0.800 | -0.100 / -0.100 |" in recipes._windows_text(
-        windows, arms, plan
-    )
+    text = recipes._windows_text(windows, arms, plan)
+    assert "| hybrid | 0.900 | 0.900 | 64² | 0.800 | 0.800 | -0.100 / -0.100 |" in text
+    assert "raise the Dice by more than 0.005 on a class for no arm, and lower it for hybrid" in text
 
 
 def test_cross_instrument_stacks_change_one_instrument_property_each(tmp_path):

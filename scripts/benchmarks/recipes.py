@@ -336,7 +336,32 @@ def _windows_text(windows: dict, arms: dict, plan: cmp.Plan) -> str:
         "**Normalisation statistics: training patches vs inference windows.** Instance norm normalises each window "
         "by its own statistics, so a network trained on patches might want windows of the patch size at inference. "
         "The same trained runs scored both ways (`configs/evaluate.yaml` with `--val_roi_size`, Gaussian-weighted "
-        "sliding windows with overlap 0.25):\n\n" + markdown_table(header, rows)
+        "sliding windows with overlap 0.25):\n\n"
+        + markdown_table(header, rows)
+        + "\n\n"
+        + _windows_verdict(windows, arms)
+    )
+
+
+def _windows_verdict(windows: dict, arms: dict, tolerance: float = 0.005) -> str:
+    """Which arms gain or lose more than ``tolerance`` Dice on a class with patch-sized windows."""
+
+    def moved(sign: int) -> list[str]:
+        return [
+            arms[key]["label"]
+            for key, w in windows.items()
+            if any(sign * (w["windows"][c]["mean"] - w["field"][c]["mean"]) > tolerance for c in cmp.CLASSES)
+        ]
+
+    gain, loss = moved(+1), moved(-1)
+    return (
+        f"Windows of the training patch raise the Dice by more than {tolerance} on a class for "
+        f"{', '.join(gain) or 'no arm'}, and lower it for {', '.join(loss) or 'no arm'}: "
+        + (
+            "no arm needs patch-sized windows at inference; larger windows are as good or better."
+            if not gain
+            else "those arms should be run with windows of their training patch."
+        )
     )
 
 
