@@ -405,3 +405,28 @@ def test_unet3d_spectral_default_is_a_standard_3d_unet():
     assert net.unet.conv_0.conv_0.conv.in_channels == 1
     assert net.unet.down_4.convs.conv_1.conv.out_channels == 256
     assert net(torch.randn(1, 50, 16, 16)).shape == (1, 3, 16, 16)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "unseen"),
+    [
+        ({}, []),  # the full encoder: kernel 7, stride 4
+        (FAST_ENCODER, [4, 12, 20, 28, 36, 44, 52, 60, 61, 62, 63]),  # the 0.4.0 network: 11 of 64 frames never read
+        ({**FAST_ENCODER, "stem_spectral_kernel": 9, "stem_spectral_padding": 1}, []),
+        ({**FAST_ENCODER, "stem_spectral_kernel": 17, "stem_spectral_stride": 16}, [57, 58, 59, 60, 61, 62, 63]),
+        ({**FAST_ENCODER, "stem_spectral_kernel": 17, "stem_spectral_stride": 16, "stem_spectral_padding": 1}, []),
+    ],
+)
+def test_stem_unseen_frames_are_the_frames_the_output_does_not_depend_on(kwargs, unseen):
+    """The stem is the only layer reading the input frames: a frame it skips never reaches the segmentation."""
+    torch.manual_seed(0)
+    net = HybridUNet(**kwargs, features=[4, 8, 8, 8]).eval()
+    assert net.stem_unseen_frames(64) == unseen
+    x = torch.randn(1, 64, 16, 16, requires_grad=True)
+    net(x).abs().sum().backward()
+    assert [f for f in range(64) if float(x.grad[0, f].abs().sum()) == 0.0] == unseen
+
+
+def test_stem_padding_must_be_below_the_kernel():
+    with pytest.raises(ValueError, match="stem_spectral_padding=9 must be at least 0 and below the stem's spectral"):
+        HybridUNet(stem_spectral_kernel=9, stem_spectral_padding=9)

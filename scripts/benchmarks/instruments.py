@@ -65,6 +65,7 @@ INSTRUMENTS = (
 #: families trained with calibration shifts up to ±20 cm⁻¹
 ARMS = (
     "hybrid_fast_instance",
+    "hybrid_fast_instance_all_frames",
     "hybrid_fast",
     "hybrid_fast_instance_nnunet_recipe",
     "hybrid_fast_instance_wide",

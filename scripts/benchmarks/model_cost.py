@@ -43,13 +43,25 @@ INSTANCE_FAST = {
 #: the recipe study's capacity arms (configs/baselines/hybrid_fast_instance_wide.yaml, ..._deep_wide.yaml)
 INSTANCE_WIDE = {**INSTANCE_FAST, "features": (16, 32, 64, 128, 256)}
 INSTANCE_DEEP_WIDE = {**INSTANCE_FAST, "features": (8, 32, 64, 128, 256)}
-INSTANCE_DEEP_WIDE_S16 = {**INSTANCE_DEEP_WIDE, "stem_spectral_kernel": 17, "stem_spectral_stride": 16}
+INSTANCE_DEEP_WIDE_S16 = {
+    **INSTANCE_DEEP_WIDE,
+    "stem_spectral_kernel": 17,
+    "stem_spectral_stride": 16,
+    "stem_spectral_padding": 1,
+}
+#: the instance-norm fast encoder with a stem that reads every frame (kernel 9, padding 1 at stride 8)
+INSTANCE_FAST_ALL_FRAMES = {**INSTANCE_FAST, "stem_spectral_kernel": 9, "stem_spectral_padding": 1}
 INSTANCE_DEEP_WIDE_S16_SLIM = {**INSTANCE_DEEP_WIDE_S16, "decoder_features": (16, 64, 128, 256, 256)}
 #: (label, network kind, constructor arguments). All models take (B, K, H, W) and give (B, 3, H, W).
 MODELS: tuple[tuple[str, str, dict], ...] = (
     ("HybridUNet, shipped: fast encoder ((2+1)D, batch norm, channels-last, stem stride 8)", "hybrid", "FAST_ENCODER"),
     ("HybridUNet, full 3D encoder (class defaults; shipped up to 0.3.0)", "hybrid", {}),
     ("HybridUNet, fast encoder with instance norm (recipe study)", "hybrid", dict(INSTANCE_FAST)),
+    (
+        "HybridUNet, fast encoder with instance norm, stem reading every frame (recipe study)",
+        "hybrid",
+        dict(INSTANCE_FAST_ALL_FRAMES),
+    ),
     ("HybridUNet, fast encoder with instance norm, twice the channels (recipe study)", "hybrid", dict(INSTANCE_WIDE)),
     (
         "HybridUNet, fast encoder with instance norm, twice the channels below full resolution (recipe study)",

@@ -52,6 +52,7 @@ from scripts.benchmarks.model_cost import (
     INSTANCE_DEEP_WIDE_S16,
     INSTANCE_DEEP_WIDE_S16_SLIM,
     INSTANCE_FAST,
+    INSTANCE_FAST_ALL_FRAMES,
     INSTANCE_WIDE,
 )
 
@@ -113,6 +114,13 @@ ARMS = (
         FAST_INSTANCE,
         "hybrid",
         INSTANCE_FAST,
+    ),
+    cmp.Model(
+        "hybrid_fast_instance_all_frames",
+        "HybridUNet, fast encoder with instance norm, stem reading every frame (kernel 9, padding 1), bundle recipe",
+        "configs/baselines/hybrid_fast_instance_all_frames.yaml",
+        "hybrid",
+        INSTANCE_FAST_ALL_FRAMES,
     ),
     cmp.Model(
         "hybrid_fast_instance_nnunet_recipe",
@@ -194,6 +202,9 @@ ORDER: tuple[tuple[str, int], ...] = (
     ("hybrid_fast_instance_deep_wide_s16", 0),
     ("hybrid_fast_instance_deep_wide", 0),
     ("hybrid_fast_instance_wide", 1),
+    ("hybrid_fast_instance_all_frames", 0),
+    ("hybrid_fast_instance_all_frames", 1),
+    ("hybrid_fast_instance_all_frames", 2),
     ("hybrid_fast_instance_deep_wide_s16_slim", 0),
     ("hybrid_fast_instance_wide", 2),
     ("hybrid_fast_instance_deep_wide_s16", 1),

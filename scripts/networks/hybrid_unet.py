@@ -83,8 +83,13 @@ class HybridUNet(nn.Module):
             Defaults to 2 at levels 1 and 2 and 1 elsewhere.
         stem_spectral_kernel: odd spectral kernel size of the stem convolution. The stem is the only
             layer that sees the input frames: a kernel shorter than the stride skips frames (at stride 8
-            a 7-frame kernel skips one frame in 8, as in :data:`FAST_ENCODER`); stride + 1 covers them all.
+            a 7-frame kernel skips one frame in 8, as in :data:`FAST_ENCODER`); stride + 1 covers them all
+            with the matching padding. :meth:`stem_unseen_frames` lists the frames a stem never reads.
         stem_spectral_stride: spectral stride of the stem convolution.
+        stem_spectral_padding: zero frames padded at each end of the spectrum before the stem (default
+            ``stem_spectral_kernel // 2``). With a large stride the default leaves the last frames unread
+            (kernel 17 at stride 16 over 64 frames: frames 57-63); ``(kernel - stride + 1) // 2`` centres
+            the windows so that they cover every frame.
         spectral_dilations: spectral dilations of the multi-scale branches (one branch each).
         attention_heads: independent spectral weightings per attention pooling.
         compression_bins: spectral bins kept by the spectral compression.
@@ -137,6 +142,7 @@ class HybridUNet(nn.Module):
         spectral_strides: Sequence[int] | None = None,
         stem_spectral_kernel: int = 7,
         stem_spectral_stride: int = 4,
+        stem_spectral_padding: int | None = None,
         spectral_dilations: Sequence[int] = (1, 2, 3),
         attention_heads: int = 2,
         compression_bins: int = 4,
@@ -173,6 +179,13 @@ class HybridUNet(nn.Module):
                 f"stem_spectral_kernel={stem_spectral_kernel} must be odd and positive and "
                 f"stem_spectral_stride={stem_spectral_stride} positive."
             )
+        if stem_spectral_padding is None:
+            stem_spectral_padding = stem_spectral_kernel // 2
+        if not 0 <= stem_spectral_padding < stem_spectral_kernel:
+            raise ValueError(
+                f"stem_spectral_padding={stem_spectral_padding} must be at least 0 and below the stem's spectral "
+                f"kernel ({stem_spectral_kernel})."
+            )
         if encoder_conv not in ENCODER_CONVS:
             raise ValueError(f"encoder_conv must be one of {ENCODER_CONVS}, got {encoder_conv!r}.")
         msr = (multiscale_residual,) * depth if isinstance(multiscale_residual, bool) else tuple(multiscale_residual)
@@ -189,6 +202,7 @@ class HybridUNet(nn.Module):
         self.spectral_compression = spectral_compression
         self.encoder_conv = encoder_conv
         self.channels_last = channels_last
+        self.stem_spectral = (stem_spectral_kernel, stem_spectral_stride, stem_spectral_padding)
 
         self.stem = Convolution(
             spatial_dims=3,
@@ -196,6 +210,7 @@ class HybridUNet(nn.Module):
             out_channels=features[0],
             strides=(stem_spectral_stride, 1, 1),
             kernel_size=(stem_spectral_kernel, 3, 3),
+            padding=(stem_spectral_padding, 1, 1),
             norm=norm,
             act=act,
             bias=False,
@@ -272,6 +287,15 @@ class HybridUNet(nn.Module):
             nn.init.kaiming_normal_(module.weight, a=0.01)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
+
+    @torch.jit.unused
+    def stem_unseen_frames(self, frames: int = 64) -> list[int]:
+        """Indices of the input frames no stem window reads (for ``frames`` input frames): the network never sees
+        them. Empty when the stem's kernel, stride and padding cover the spectrum."""
+        kernel, stride, padding = self.stem_spectral
+        outputs = (frames + 2 * padding - kernel) // stride + 1
+        seen = {i * stride - padding + j for i in range(outputs) for j in range(kernel)}
+        return [f for f in range(frames) if f not in seen]
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` is ``(B, K, H, W)`` with enough frames."""
