@@ -308,16 +308,6 @@ def train_and_evaluate(
     if record := _done(folder / "done.json", key):
         return record
     attempts = _attempts(folder, key)
-    common = [
-        "--datalist_file",
-        str(datalist),
-        "--ckpt_dir",
-        str(folder / "models"),
-        "--seed",
-        str(seed),
-        "--val_roi_size",
-        f"[{plan.size},{plan.size}]",
-    ]
     train_args = [
         "--config_file",
         config_files("configs/train.yaml", *override_files(model)),
@@ -331,7 +321,7 @@ def train_and_evaluate(
         f"[{model.patch or plan.patch},{model.patch or plan.patch}]",
         "--time_limit_s",
         str(plan.time_limit_s),
-        *common,
+        *_run_args(folder, seed, datalist, plan.size),
     ]
     print(f"[comparison] training {folder.name}{' (resumed)' if len(attempts) > 1 else ''} ...", flush=True)
     wall, peak, log = bundle_run(train_args, log_file=folder / "train.log")
@@ -377,6 +367,13 @@ def evaluate_args(
         "['nii.gz']",
         "--overlays",
         "false",
+        *_run_args(folder, seed, datalist, roi),
+    ]
+
+
+def _run_args(folder: Path, seed: int, datalist: Path, roi: int) -> list[str]:
+    """The arguments training and evaluation of the run in ``folder`` share: data, weights, seed, window."""
+    return [
         "--datalist_file",
         str(datalist),
         "--ckpt_dir",
