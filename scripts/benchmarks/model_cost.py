@@ -91,7 +91,6 @@ MODELS: tuple[tuple[str, str, dict], ...] = (
     ("3D-UNet (BasicUNet 16-256) + spectral head", "unet3d", {}),
 )
 DEFAULT_MODEL, FULL_MODEL, REFERENCE_MODEL = MODELS[0][0], MODELS[1][0], MODELS[-1][0]
-INSTANCE_MODEL = MODELS[2][0]
 #: the nnU-Net-style network the latency target compares with: the one the benchmark trains (128x128 plan)
 NNUNET_MODEL = next(label for label, kind, kw in MODELS if kind == "nnunet2d" and kw["patch_size"] == (128, 128))
 #: the recipe study's networks (their rows give the study table's latency column)
@@ -400,12 +399,17 @@ def _targets_paragraph(rows: list[dict]) -> tuple[str, dict]:
         checks[key] = relative_ok
         parts.append(f"{name} {mine:.2f} {unit} = {relative} ({target}): {verdicts[relative_ok]}")
 
+    def latency_checks(ratio_nnunet: float | None, ratio_bound: float | None) -> tuple[bool | None, bool | None]:
+        """The two latency-ratio targets (None: not measured)."""
+        ok_nnunet = None if ratio_nnunet is None else ratio_nnunet <= TARGET_NNUNET_RATIO
+        ok_bound = None if ratio_bound is None else ratio_bound <= TARGET_FLOP_BOUND_RATIO
+        return ok_nnunet, ok_bound
+
     nnunet = by_key.get((NNUNET_MODEL, size), {})
     for label, name in ((DEFAULT_MODEL, "shipped (fast encoder)"), (FULL_MODEL, "full 3D encoder")):
         row = by_key.get((label, size), {})
         ratio_nnunet, ratio_bound = row.get("nnunet_ratio"), row.get("flop_bound_ratio")
-        ok_nnunet = None if ratio_nnunet is None else ratio_nnunet <= TARGET_NNUNET_RATIO
-        ok_bound = None if ratio_bound is None else ratio_bound <= TARGET_FLOP_BOUND_RATIO
+        ok_nnunet, ok_bound = latency_checks(ratio_nnunet, ratio_bound)
         checks[f"{name}_vs_nnunet"], checks[f"{name}_vs_flop_bound"] = ok_nnunet, ok_bound
         parts.append(
             f"{name} HybridUNet latency {_fmt(row.get('latency_s'), '.2f')} s = {_fmt(ratio_nnunet, '.2f')}× the "
@@ -418,8 +422,7 @@ def _targets_paragraph(rows: list[dict]) -> tuple[str, dict]:
     row = by_key.get((DEFAULT_MODEL, size), {})
     if row.get("onnx_latency_s") is not None:
         ratio_nnunet, ratio_bound = row.get("onnx_nnunet_ratio"), row.get("onnx_flop_bound_ratio")
-        ok_nnunet = None if ratio_nnunet is None else ratio_nnunet <= TARGET_NNUNET_RATIO
-        ok_bound = None if ratio_bound is None else ratio_bound <= TARGET_FLOP_BOUND_RATIO
+        ok_nnunet, ok_bound = latency_checks(ratio_nnunet, ratio_bound)
         checks["shipped (fast encoder)_onnx_vs_nnunet"], checks["shipped (fast encoder)_onnx_vs_flop_bound"] = (
             ok_nnunet,
             ok_bound,
