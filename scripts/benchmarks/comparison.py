@@ -321,15 +321,21 @@ def train_and_evaluate(
         f"[{model.patch or plan.patch},{model.patch or plan.patch}]",
         "--time_limit_s",
         str(plan.time_limit_s),
-        *_run_args(folder, seed, datalist, plan.size),
+        "--datalist_file",
+        str(datalist),
+        "--ckpt_dir",
+        str(folder / "models"),
+        "--seed",
+        str(seed),
+        "--val_roi_size",
+        f"[{plan.size},{plan.size}]",
     ]
     print(f"[comparison] training {folder.name}{' (resumed)' if len(attempts) > 1 else ''} ...", flush=True)
     wall, peak, log = bundle_run(train_args, log_file=folder / "train.log")
     wall += sum(a["end"] - a["start"] for a in attempts[:-1])  # the interrupted attempts' work
     best = re.findall(r"Key metric: val_mean_dice best value: ([\d.]+) at epoch: (\d+)", log)
-    eval_wall, _, _ = bundle_run(
-        evaluate_args(folder, plan, model, seed, datalist, eval_split), log_file=folder / "evaluate.log"
-    )
+    eval_args = evaluate_args(model, folder / "eval", folder / "models", datalist, plan.size, eval_split, seed)
+    eval_wall, _, _ = bundle_run(eval_args, log_file=folder / "evaluate.log")
     record = {
         "parameters": checkpoint_parameters(folder / "models"),
         "plan": key,
@@ -351,37 +357,35 @@ def _run_key(plan: Plan, model: Model, supervision: str, seed: int, eval_split: 
 
 
 def evaluate_args(
-    folder: Path, plan: Plan, model: Model, seed: int, datalist: Path, eval_split: str, roi: int | None = None
+    model: Model,
+    out: Path,
+    checkpoint_dir: Path,
+    datalist: Path,
+    roi: int,
+    eval_split: str = "test",
+    seed: int | None = None,
 ) -> list[str]:
-    """``monai.bundle run`` arguments scoring the run in ``folder`` with configs/evaluate.yaml: label maps to
-    ``folder/eval`` with windows of the whole field (``plan.size``), or to ``folder/eval_roi<roi>`` with ``roi``."""
-    roi = roi or plan.size
+    """``monai.bundle run`` arguments that label the ``eval_split`` stacks of ``datalist`` with the weights in
+    ``checkpoint_dir`` through configs/evaluate.yaml (sliding windows of ``roi``²): NIfTI label maps in
+    ``out/overlays``, the metrics in ``out``."""
     return [
         "--config_file",
         config_files("configs/train.yaml", *override_files(model), "configs/evaluate.yaml"),
         "--output_dir",
-        str(folder / ("eval" if roi == plan.size else f"eval_roi{roi}")),
+        str(out),
         "--eval_split",
         eval_split,
         "--label_formats",
         "['nii.gz']",
         "--overlays",
         "false",
-        *_run_args(folder, seed, datalist, roi),
-    ]
-
-
-def _run_args(folder: Path, seed: int, datalist: Path, roi: int) -> list[str]:
-    """The arguments training and evaluation of the run in ``folder`` share: data, weights, seed, window."""
-    return [
         "--datalist_file",
         str(datalist),
         "--ckpt_dir",
-        str(folder / "models"),
-        "--seed",
-        str(seed),
+        str(checkpoint_dir),
         "--val_roi_size",
         f"[{roi},{roi}]",
+        *(["--seed", str(seed)] if seed is not None else []),
     ]
 
 

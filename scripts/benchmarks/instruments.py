@@ -30,7 +30,7 @@ import numpy as np
 from scripts.benchmarks import SectionResult
 from scripts.benchmarks import comparison as cmp
 from scripts.benchmarks import markdown_table, mean_sd, recipes
-from scripts.benchmarks.bundle_runs import REPO, bundle_run, config_files
+from scripts.benchmarks.bundle_runs import REPO, bundle_run
 
 TITLE = "Cross-instrument test: trained on one instrument, tested on shifted, blurred, resampled spectra"
 
@@ -120,27 +120,7 @@ def evaluate_run(run: Path, arm: cmp.Model, datalist: Path, out: Path, size: int
     marker = {"checkpoint": str(run / "models"), "datalist": str(datalist)}
     if not cmp._done(done, marker):
         shutil.rmtree(out, ignore_errors=True)
-        bundle_run(
-            [
-                "--config_file",
-                config_files("configs/train.yaml", *cmp.override_files(arm), "configs/evaluate.yaml"),
-                "--output_dir",
-                str(out),
-                "--eval_split",
-                "test",
-                "--label_formats",
-                "['nii.gz']",
-                "--overlays",
-                "false",
-                "--datalist_file",
-                str(datalist),
-                "--ckpt_dir",
-                str(run / "models"),
-                "--val_roi_size",
-                f"[{size},{size}]",
-            ],
-            log_file=out.parent / f"{out.name}.log",
-        )
+        bundle_run(cmp.evaluate_args(arm, out, run / "models", datalist, size), log_file=out.parent / f"{out.name}.log")
         cmp._write_json(done, {"plan": marker})
     return cmp.label_maps(out / "overlays")
 

@@ -308,11 +308,12 @@ def patch_windows(plan: cmp.Plan, runs_work: Path, datalist: Path, arms: dict, t
         folder, roi = cmp.run_dir(runs_work, arm, "gt", 0), arm.patch or plan.patch
         if roi >= plan.size:
             continue
-        if not (folder / f"eval_roi{roi}" / "metrics.csv").is_file():  # written last by evaluate.yaml
+        eval_dir = folder / f"eval_roi{roi}"
+        if not (eval_dir / "metrics.csv").is_file():  # written last by evaluate.yaml
             print(f"[recipes] scoring {folder.name} with {roi}² windows ...", flush=True)
-            args = cmp.evaluate_args(folder, plan, arm, 0, datalist, "test", roi)
+            args = cmp.evaluate_args(arm, eval_dir, folder / "models", datalist, roi, "test", seed=0)
             cmp.bundle_run(args, log_file=folder / f"evaluate_roi{roi}.log")
-        scores = cmp.score_method(cmp.label_maps(folder / f"eval_roi{roi}" / "overlays"), test, references)
+        scores = cmp.score_method(cmp.label_maps(eval_dir / "overlays"), test, references)
         out[key] = {
             "roi": roi,
             "windows": {c: mean_sd(scores[s]["gt"][c]["dice"] for s in test) for c in cmp.CLASSES},
@@ -322,9 +323,7 @@ def patch_windows(plan: cmp.Plan, runs_work: Path, datalist: Path, arms: dict, t
 
 
 def _windows_text(windows: dict, arms: dict, plan: cmp.Plan) -> str:
-    """The window-size table and what it says (empty without scored arms)."""
-    if not windows:
-        return ""
+    """The window-size table and what it says."""
     rows = []
     for key, w in windows.items():
         rows.append(
