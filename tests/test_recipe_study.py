@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from monai.bundle import ConfigParser
 from scripts.benchmarks import comparison as cmp
 from scripts.benchmarks import recipes
 from scripts.benchmarks.bundle_runs import REPO
-from scripts.networks import FAST_ENCODER, HybridUNet, NNUNetStyle2D, UNet3DSpectral
+from scripts.networks import FAST_ENCODER, WIDE_HYBRID, HybridUNet, NNUNetStyle2D, UNet3DSpectral
 
 
 def _parser(arm: cmp.Model) -> ConfigParser:
@@ -55,6 +56,24 @@ def test_the_latency_column_is_the_model_cost_row_of_the_arms_own_network(key):
     assert row["parameters"] == sum(p.numel() for p in inference)
 
 
+def test_the_shipped_network_is_the_wide_hybrid_constant_and_its_study_arm():
+    """train.yaml, inference.yaml and the study's arm build the same network as ``WIDE_HYBRID``: the study measures
+    what is shipped, and the latency rows (built from the constant) describe it."""
+    from monai.bundle import ConfigParser
+
+    def arguments(net_def):
+        kept = {k: v for k, v in net_def.items() if k not in ("_target_", "out_channels")}
+        return json.loads(json.dumps(kept))  # YAML lists and the constant's tuples compared alike
+
+    expected = json.loads(json.dumps(WIDE_HYBRID))
+    assert arguments(_parser(recipes.ARM_BY_KEY["hybrid_wide"]).get("network_def")) == expected
+    for config in ("configs/train.yaml", "configs/inference.yaml"):
+        parser = ConfigParser()
+        parser.read_config(REPO / config)
+        assert arguments(parser.get("network_def")) == expected, config
+    assert HybridUNet(**WIDE_HYBRID).stem_unseen_frames(64) == []
+
+
 def test_the_fast_encoder_config_is_the_fast_encoder_constant():
     net_def = _parser(recipes.ARM_BY_KEY["hybrid_fast"]).get("network_def")
     assert {k: v for k, v in net_def.items() if k not in ("_target_", "out_channels")} == FAST_ENCODER
@@ -69,7 +88,7 @@ def test_the_fast_encoder_config_is_the_fast_encoder_constant():
 def test_the_run_order_covers_every_arm_and_three_seeds_of_the_main_arms():
     assert {key for key, _ in recipes.ORDER} == set(recipes.ARM_BY_KEY)
     assert len(set(recipes.ORDER)) == len(recipes.ORDER)
-    for key in ("hybrid_fast", "hybrid_fast_instance", "nnunet_2d_recipe", "nnunet_2d"):
+    for key in ("hybrid_wide", "hybrid_fast", "hybrid_fast_instance", "nnunet_2d_recipe", "nnunet_2d"):
         assert sorted(s for k, s in recipes.ORDER if k == key) == [0, 1, 2]
     assert recipes.STUDY.patch == 128
 
@@ -195,6 +214,7 @@ def test_finished_runs_are_scored_once_more_with_windows_of_their_training_patch
         "hybrid_fast": {"label": "hybrid", "seeds": {0: {"t": {"gt": scores(0.9)}}}},
         "nnunet_2d": {"label": "not a window arm", "seeds": {0: {"t": {"gt": scores(0.9)}}}},
     }
+    (cmp.run_dir(tmp_path, recipes.ARM_BY_KEY["hybrid_fast"], "gt", 0) / "models").mkdir(parents=True)  # its weights
     windows = recipes.patch_windows(plan, tmp_path, tmp_path / "datalist.json", arms, ["t"], {})
     assert set(windows) == {"hybrid_fast"}
     (args,) = calls
@@ -207,6 +227,10 @@ def test_finished_runs_are_scored_once_more_with_windows_of_their_training_patch
     assert windows["hybrid_fast"]["field"]["nucleus"]["mean"] == pytest.approx(0.9)
     assert recipes.patch_windows(plan, tmp_path, tmp_path / "datalist.json", arms, ["t"], {}) == windows
     assert len(calls) == 1  # the second call reads the scored label maps
+    # a run taken from the committed report (no weights here) keeps the report's entry, if it has one
+    assert recipes.patch_windows(plan, tmp_path / "fresh", tmp_path / "d.json", arms, ["t"], {}, windows) == windows
+    assert recipes.patch_windows(plan, tmp_path / "fresh", tmp_path / "d.json", arms, ["t"], {}, {}) == {}
+    assert len(calls) == 1
     text = recipes._windows_text(windows, arms, plan)
     assert "| hybrid | 0.900 | 0.900 | 64² | 0.800 | 0.800 | -0.100 / -0.100 |" in text
     assert "raise the Dice by more than 0.005 on a class for no arm, and lower it for hybrid" in text
@@ -229,3 +253,69 @@ def test_cross_instrument_stacks_change_one_instrument_property_each(tmp_path):
     _, meta = read_hsrs(tmp_path / "images" / "window_0.nii.gz")
     assert round(float(min(meta["wavenumbers"]))) == 2830
     assert instruments.build_stacks(tmp_path, size=32, per_instrument=1) == stems  # done once, then reused
+
+
+def test_a_run_is_redone_when_its_configs_content_changes_but_not_for_a_comment(tmp_path):
+    """The study's runs are cached for hours: an edited network or recipe must not reuse a run of the old one."""
+    override = tmp_path / "arm.yaml"
+    arm = cmp.Model("arm", "an arm", str(override), "hybrid")
+
+    def key(text):
+        override.write_text(text)
+        return cmp._run_key(recipes.STUDY, arm, "gt", 0, "test")
+
+    base = key("network_def:\n  _target_: scripts.networks.HybridUNet\n  stem_spectral_kernel: 7\n")
+    assert (
+        key("# a comment\nnetwork_def:\n  _target_: scripts.networks.HybridUNet\n  stem_spectral_kernel: 7\n") == base
+    )
+    assert key("network_def:\n  _target_: scripts.networks.HybridUNet\n  stem_spectral_kernel: 9\n") != base
+
+
+def test_a_run_recorded_in_results_json_is_taken_from_it_in_a_fresh_clone_unless_its_key_changed(tmp_path, monkeypatch):
+    """Sessions start from a fresh clone: the study's finished runs must come back from the committed report (its
+    per-image scores) instead of hours of retraining -- but only for the same plan, arm config and seed."""
+    split = {"training": ["a"], "validation": ["b"], "test": ["c"]}
+    stems = {key: {"preset": "easy"} for key in "abc"}
+    monkeypatch.setattr(cmp, "build_data", lambda root, plan: {"split": split, "stems": stems})
+    monkeypatch.setattr(cmp, "truth_path", lambda root, data, stem: tmp_path / f"{stem}.nii.gz")
+    monkeypatch.setattr(cmp, "run_phasor", lambda *a: {"c": tmp_path / "c_phasor.nii.gz"})
+    monkeypatch.setattr(cmp, "write_datalist", lambda path, *a: path)
+    monkeypatch.setattr(cmp, "read_labels", lambda path: None)
+    monkeypatch.setattr(cmp, "label_maps", lambda folder: {})
+    dice = {"hybrid_fast": 0.8, "nnunet_2d_recipe": 0.9}
+    trained = []
+
+    def train(work, plan, arm, supervision, seed, *a):
+        trained.append((arm.key, seed))
+        monkeypatch.setattr(
+            cmp,
+            "score_method",
+            lambda maps, test, refs: {
+                "c": {r: {c: {"dice": dice[arm.key]} for c in cmp.CLASSES} for r in ("gt", "phasor")}
+            },
+        )
+        return {
+            "plan": cmp._run_key(plan, arm, supervision, seed, "test"),
+            "epochs_done": plan.epochs,
+            "stopped_by_time_limit": False,
+            "best_val_mean_dice": 0.5,
+            "best_epoch": 1,
+            "train_wall_s": 60.0,
+        }
+
+    monkeypatch.setattr(cmp, "train_and_evaluate", train)
+    order = (("hybrid_fast", 0), ("nnunet_2d_recipe", 0))
+    first = recipes.measure(recipes.QUICK, order, tmp_path / "d1", tmp_path / "r1", windows=False)
+    recorded = json.loads(json.dumps(recipes.report(first, recipes.QUICK, 1.0).data, default=float))
+    assert trained == list(order)
+
+    trained.clear()
+    again = recipes.measure(recipes.QUICK, order, tmp_path / "d2", tmp_path / "r2", windows=False, recorded=recorded)
+    assert trained == []  # nothing retrained: both runs come from the report
+    for key in dice:
+        assert again["arms"][key]["seeds"][0]["c"]["gt"]["nucleus"]["dice"] == dice[key]
+    assert recipes.report(again, recipes.QUICK, 1.0).markdown == recipes.report(first, recipes.QUICK, 1.0).markdown
+
+    longer = replace(recipes.QUICK, epochs=recipes.QUICK.epochs + 1)  # another plan: the record does not apply
+    recipes.measure(longer, order[:1], tmp_path / "d3", tmp_path / "r3", windows=False, recorded=recorded)
+    assert trained == [("hybrid_fast", 0)]

@@ -27,6 +27,7 @@ so an interrupted benchmark continues where it stopped.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import re
@@ -353,7 +354,29 @@ def train_and_evaluate(
 
 
 def _run_key(plan: Plan, model: Model, supervision: str, seed: int, eval_split: str) -> dict:
-    return {"plan": asdict(plan), "model": model.key, "supervision": supervision, "seed": seed, "split": eval_split}
+    return {
+        "plan": asdict(plan),
+        "model": model.key,
+        "config": training_config_digest(model),
+        "supervision": supervision,
+        "seed": seed,
+        "split": eval_split,
+    }
+
+
+def training_config_digest(model: Model) -> str:
+    """First 12 hex digits of the SHA-1 of the training config ``model`` runs with: ``configs/train.yaml`` with its
+    overrides merged over it key by key (as ``monai.bundle`` merges a list of configs), comments and layout aside.
+
+    Part of every run's key, so a run is redone when its network, recipe or train.yaml's content changed, and kept
+    when only a comment did. (Code changes are not covered: rerun by deleting the run's folder.)
+    """
+    import yaml
+
+    merged: dict = {}
+    for name in ("configs/train.yaml", *override_files(model)):
+        merged.update(yaml.safe_load((REPO / name).read_text()) or {})
+    return hashlib.sha1(json.dumps(merged, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def evaluate_args(

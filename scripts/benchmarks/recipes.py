@@ -20,7 +20,8 @@ The arms compare:
   instance instead of batch normalisation, and the instance-norm fast encoder trained with nnU-Net's whole recipe
   (``configs/recipes/nnunet.yaml``, with the hybrid's own deep-supervision heads), the same recipe as the baseline;
 - **capacity**: the instance-norm fast encoder with twice the channels at every level, and at every level but the
-  full-resolution one (where the time goes);
+  full-resolution one (where the time goes); the shipped network from 0.5.0 (``scripts.networks.WIDE_HYBRID``) is the
+  first with a stem that reads every frame;
 - **calibration-shift augmentation**: the instance-norm hybrid and nnU-Net-style (nnU-Net's recipe) trained with
   spectral shifts up to ±20 cm⁻¹ (``configs/recipes/spectral_shift_20.yaml``), for the cross-instrument test
   (:mod:`scripts.benchmarks.instruments`);
@@ -32,11 +33,15 @@ The arms compare:
 Runs live in ``outputs/recipes/runs/<arm>_gt_s<seed>/`` (the data and phasor labels in
 ``outputs/benchmark/``, shared with the comparison section) and are skipped when done with the same
 plan, so an interrupted study resumes where it stopped: it is run in :data:`ORDER`, most informative
-first. ``--budget B`` multiplies epochs and the time limit (e.g. on a GPU); ``--quick`` runs a tiny plan.
+first. The report keeps every run's per-image scores in docs/results.json, and a later full run takes a run from
+there when its folder is gone (a fresh clone) and its key -- plan, arm, seed and the digest of its training
+configs -- is unchanged, so the study also accumulates across machines through the committed report.
+``--budget B`` multiplies epochs and the time limit (e.g. on a GPU); ``--quick`` runs a tiny plan.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, replace
@@ -56,6 +61,7 @@ from scripts.benchmarks.model_cost import (
     INSTANCE_WIDE,
 )
 
+RESULTS_JSON = REPO / "docs" / "results.json"
 TITLE = "Recipe and encoder study: hybrid-UNet vs nnU-Net-style trained with nnU-Net's recipe"
 
 #: the study's plan: the comparison's data (same sizes and seeds, so its data are reused) at 128² patches
@@ -138,6 +144,14 @@ ARMS = (
         INSTANCE_WIDE,
     ),
     cmp.Model(
+        "hybrid_wide",
+        "HybridUNet, shipped from 0.5.0: the wide hybrid (instance norm, twice the channels, stem reading every frame),"
+        " bundle recipe",
+        "configs/baselines/hybrid_wide.yaml",
+        "hybrid",
+        {"__constant__": "WIDE_HYBRID"},
+    ),
+    cmp.Model(
         "hybrid_fast_instance_deep_wide",
         "HybridUNet, fast encoder with instance norm, twice the channels below full resolution, bundle recipe",
         "configs/baselines/hybrid_fast_instance_deep_wide.yaml",
@@ -187,7 +201,8 @@ ARM_BY_KEY = {a.key: a for a in ARMS}
 #: (arm, seed) in the order they are run: one seed of every arm first, then the seeds of the main arms
 #: (the first seeds showed batch normalisation losing the hard preset's nuclei, 0.757 vs 0.889 with instance
 #: normalisation: the instance-norm fast encoder became the main hybrid arm and the base of the ablations; the wide
-#: variant's first seed then tied nnU-Net-style, 0.958 / 0.914, so its seeds and a cheaper capacity arm came next)
+#: variant's first seed then tied nnU-Net-style, 0.958 / 0.914, so its seeds and a cheaper capacity arm came next; the
+#: wide variant with a stem that reads every frame is the shipped network from 0.5.0, hence its three seeds next)
 ORDER: tuple[tuple[str, int], ...] = (
     ("hybrid_fast", 0),
     ("nnunet_2d_recipe", 0),
@@ -201,6 +216,9 @@ ORDER: tuple[tuple[str, int], ...] = (
     ("nnunet_2d_recipe", 2),
     ("hybrid_fast_instance_deep_wide", 0),
     ("hybrid_fast_instance_wide", 1),
+    ("hybrid_wide", 0),
+    ("hybrid_wide", 1),
+    ("hybrid_wide", 2),
     ("hybrid_fast_instance_all_frames", 0),
     ("hybrid_fast_instance_all_frames", 1),
     ("hybrid_fast_instance_all_frames", 2),
@@ -251,12 +269,20 @@ def scaled(plan: cmp.Plan, budget: float) -> cmp.Plan:
 
 
 def measure(
-    plan: cmp.Plan, order, data_work: Path, runs_work: Path, max_hours: float | None = None, windows: bool = True
+    plan: cmp.Plan,
+    order,
+    data_work: Path,
+    runs_work: Path,
+    max_hours: float | None = None,
+    windows: bool = True,
+    recorded: dict | None = None,
 ) -> dict:
     """Train and score every (arm, seed) of ``order`` not done yet; returns records and per-image scores.
 
     With ``max_hours``, no new run starts after that much wall time (``0``: none starts); the report then covers the
-    runs finished so far and lists the others.
+    runs finished so far and lists the others. ``recorded``: the section's data from an earlier report (the
+    ``recipes`` entry of docs/results.json); a run whose folder is gone (a fresh clone) but which that report holds
+    for the same run key -- plan, arm, training config digest, seed -- is taken from it instead of being retrained.
     """
     t0 = time.perf_counter()
     data_work, runs_work = Path(data_work).resolve(), Path(runs_work).resolve()
@@ -278,8 +304,13 @@ def measure(
     for key, seed in order:
         arm = ARM_BY_KEY[key]
         entry = arms.setdefault(key, {"label": arm.label, "configs": cmp.override_files(arm), "seeds": {}, "runs": {}})
+        finished = cmp.finished_run(runs_work, plan, arm, "gt", seed, "test")
+        if finished is None and (earlier := recorded_run(recorded, plan, arm, seed, test)) is not None:
+            print(f"[recipes] {key} seed {seed}: taken from docs/results.json (its run folder is gone)", flush=True)
+            entry["runs"][seed], entry["seeds"][seed] = earlier
+            continue
         over = max_hours is not None and (time.perf_counter() - t0) / 3600 >= max_hours
-        if over and cmp.finished_run(runs_work, plan, arm, "gt", seed, "test") is None:
+        if over and finished is None:
             skipped.append([key, seed])  # finished runs are still reported: --max_hours 0 renders the runs done
             continue
         record = cmp.train_and_evaluate(runs_work, plan, arm, "gt", seed, datalist, "test")
@@ -292,14 +323,27 @@ def measure(
         "arms": {k: v for k, v in arms.items() if v["seeds"]},
         "phasor": phasor,
         "skipped": skipped,
-        "windows": patch_windows(plan, runs_work, datalist, arms, test, references) if windows else {},
+        "windows": (
+            patch_windows(plan, runs_work, datalist, arms, test, references, (recorded or {}).get("windows", {}))
+            if windows
+            else {}
+        ),
         "wall_s": time.perf_counter() - t0,
     }
 
 
-def patch_windows(plan: cmp.Plan, runs_work: Path, datalist: Path, arms: dict, test: list[str], references) -> dict:
+def patch_windows(
+    plan: cmp.Plan,
+    runs_work: Path,
+    datalist: Path,
+    arms: dict,
+    test: list[str],
+    references,
+    recorded: dict | None = None,
+) -> dict:
     """Test Dice of the finished seed-0 runs of :data:`WINDOW_ARMS` scored with sliding windows of their training
-    patch (``eval_roi<patch>/`` of the run, once), next to the study's score (one window over the whole field)."""
+    patch (``eval_roi<patch>/`` of the run, once), next to the study's score (one window over the whole field).
+    A run taken from an earlier report (no checkpoint here) keeps that report's entry in ``recorded``, if any."""
     out = {}
     for key in WINDOW_ARMS:
         if 0 not in arms.get(key, {}).get("seeds", {}):
@@ -307,6 +351,10 @@ def patch_windows(plan: cmp.Plan, runs_work: Path, datalist: Path, arms: dict, t
         arm = ARM_BY_KEY[key]
         folder, roi = cmp.run_dir(runs_work, arm, "gt", 0), arm.patch or plan.patch
         if roi >= plan.size:
+            continue
+        if not (folder / "models").is_dir():
+            if key in (recorded or {}):
+                out[key] = recorded[key]
             continue
         eval_dir = folder / f"eval_roi{roi}"
         if not (eval_dir / "metrics.csv").is_file():  # written last by evaluate.yaml
@@ -320,6 +368,18 @@ def patch_windows(plan: cmp.Plan, runs_work: Path, datalist: Path, arms: dict, t
             "field": {c: mean_sd(arms[key]["seeds"][0][s]["gt"][c]["dice"] for s in test) for c in cmp.CLASSES},
         }
     return out
+
+
+def recorded_run(recorded: dict | None, plan: cmp.Plan, arm: cmp.Model, seed: int, test: list[str]):
+    """``(record, per-image scores)`` of run ``(arm, seed)`` in an earlier report of this section, if it was made for
+    the same run key and scored every stem of ``test``; else None."""
+    entry = (recorded or {}).get("arms", {}).get(arm.key, {})
+    record, scores = entry.get("runs", {}).get(str(seed)), entry.get("scores", {}).get(str(seed))
+    if not record or not scores or set(test) - set(scores):
+        return None
+    if record.get("plan") != json.loads(json.dumps(cmp._run_key(plan, arm, "gt", seed, "test"))):
+        return None
+    return record, {stem: scores[stem] for stem in test}
 
 
 def _windows_text(windows: dict, arms: dict, plan: cmp.Plan) -> str:
@@ -490,6 +550,8 @@ def report(result: dict, plan: cmp.Plan, budget: float) -> SectionResult:
             "per_preset": dict(zip(cmp.PRESETS, presets, strict=True)),
             "seed_means": seeds,
             "runs": runs,
+            # per-image scores of every run: a later report takes the run from here when its folder is gone
+            **({"scores": {seed: {s: sc[s] for s in test} for seed, sc in entry["seeds"].items()}} if runs else {}),
         }
     header = [
         "arm",
@@ -573,6 +635,12 @@ def run(quick: bool = False, budget: float = 1.0, max_hours: float | None = None
     data_work = REPO / "outputs" / ("benchmark_quick" if quick else "benchmark")
     runs_work = REPO / "outputs" / ("recipes_quick" if quick else "recipes")
     runs_work.mkdir(parents=True, exist_ok=True)
-    # --quick leaves out the window-size re-scoring (a smoke run; tests/test_recipe_study.py covers it)
-    result = measure(plan, QUICK_ORDER if quick else ORDER, data_work, runs_work, max_hours, windows=not quick)
+    # --quick leaves out the window-size re-scoring (a smoke run; tests/test_recipe_study.py covers it); a full run
+    # takes the runs docs/results.json records (same run key) when their folders are gone, e.g. in a fresh clone
+    recorded = None
+    if not quick and RESULTS_JSON.is_file():
+        recorded = json.loads(RESULTS_JSON.read_text()).get("recipes")
+    result = measure(
+        plan, QUICK_ORDER if quick else ORDER, data_work, runs_work, max_hours, windows=not quick, recorded=recorded
+    )
     return report(result, plan, budget)
