@@ -59,11 +59,12 @@ INSTRUMENTS = (
     Instrument("snr3", "SNR 3", {"snr": (3.0, 3.0)}),
     Instrument("background", "background 1.2", {"background": (1.2, 1.2)}),
 )
-#: the study's arms scored here: the fast encoder with instance norm (the study's main hybrid arm) and with batch norm
-#: (the shipped form), trained with nnU-Net's recipe, its capacity variants (wide, deep-wide, deep-wide with stem
-#: stride 16, the same with a slimmer bottleneck), the full encoder, nnU-Net-style with both recipes, and both
-#: families trained with calibration shifts up to ±20 cm⁻¹
+#: the study's arms scored here: the shipped wide hybrid (0.5.0), the fast encoder with instance norm (the study's main
+#: hybrid arm) and with batch norm (shipped in 0.4.0), trained with nnU-Net's recipe, its capacity variants (wide,
+#: deep-wide, deep-wide with stem stride 16, the same with a slimmer bottleneck), the full encoder, nnU-Net-style
+#: with both recipes, and both families trained with calibration shifts up to ±20 cm⁻¹
 ARMS = (
+    "hybrid_wide",
     "hybrid_fast_instance",
     "hybrid_fast_instance_all_frames",
     "hybrid_fast",

@@ -8,6 +8,6 @@ All take a ``(B, K, H, W)`` spectral stack and return ``(B, 3, H, W)`` logits.
 """
 
 from scripts.networks.baselines import NNUNetStyle2D, UNet3DSpectral, plan_nnunet_2d
-from scripts.networks.hybrid_unet import FAST_ENCODER, HybridUNet
+from scripts.networks.hybrid_unet import FAST_ENCODER, WIDE_HYBRID, HybridUNet
 
-__all__ = ["FAST_ENCODER", "HybridUNet", "NNUNetStyle2D", "UNet3DSpectral", "plan_nnunet_2d"]
+__all__ = ["FAST_ENCODER", "WIDE_HYBRID", "HybridUNet", "NNUNetStyle2D", "UNet3DSpectral", "plan_nnunet_2d"]

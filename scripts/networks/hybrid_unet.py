@@ -18,7 +18,7 @@ from scripts.networks.blocks import (
     SpectralCompression,
 )
 
-__all__ = ["ENCODER_CONVS", "FAST_ENCODER", "HybridUNet"]
+__all__ = ["ENCODER_CONVS", "FAST_ENCODER", "WIDE_HYBRID", "HybridUNet"]
 
 #: forms of the multi-scale residual 3D module: full 3x3x3 kernels, or (2+1)D (spatial 1x3x3, then spectral 3x1x1)
 ENCODER_CONVS = ("full", "factorized")
@@ -28,6 +28,21 @@ ENCODER_CONVS = ("full", "factorized")
 #: statistics), channels-last 3D tensors and a spectral stride of 8 in the stem (8 spectral positions at
 #: full image resolution instead of 16). Measured in the model-cost section of docs/results.md.
 FAST_ENCODER: dict = {"encoder_conv": "factorized", "channels_last": True, "norm": "batch", "stem_spectral_stride": 8}
+
+#: constructor arguments of the shipped network from 0.5.0 (``configs/train.yaml``, ``configs/baselines/hybrid_wide.yaml``):
+#: the fast encoder's (2+1)D modules with instance normalisation (the batch-norm form lost hard-preset nuclei in the
+#: recipe study), twice its channels at every level (3D 16..256, 2D decoder 32..512: the width the study found
+#: necessary to tie nnU-Net-style) and a stem that reads every frame (spectral kernel 9, padding 1 at stride 8; the
+#: fast encoder's 7-frame stem never reads 11 of 64 frames). 4x the fast encoder's parameters, ~3x its latency.
+WIDE_HYBRID: dict = {
+    "features": (16, 32, 64, 128, 256),
+    "encoder_conv": "factorized",
+    "channels_last": False,
+    "norm": ("instance", {"affine": True}),
+    "stem_spectral_kernel": 9,
+    "stem_spectral_stride": 8,
+    "stem_spectral_padding": 1,
+}
 
 
 class HybridUNet(nn.Module):
