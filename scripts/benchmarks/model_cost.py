@@ -49,6 +49,8 @@ INSTANCE_DEEP_WIDE_S16 = {
     "stem_spectral_stride": 16,
     "stem_spectral_padding": 1,
 }
+#: the recipe study's group-norm arm (configs/baselines/hybrid_fast_group_norm.yaml)
+GROUP_FAST = {**INSTANCE_FAST, "norm": ("group", {"num_groups": 4})}
 #: the instance-norm fast encoder with a stem that reads every frame (kernel 9, padding 1 at stride 8)
 INSTANCE_FAST_ALL_FRAMES = {**INSTANCE_FAST, "stem_spectral_kernel": 9, "stem_spectral_padding": 1}
 INSTANCE_DEEP_WIDE_S16_SLIM = {**INSTANCE_DEEP_WIDE_S16, "decoder_features": (16, 64, 128, 256, 256)}
@@ -66,6 +68,7 @@ MODELS: tuple[tuple[str, str, dict], ...] = (
     ),
     ("HybridUNet, full 3D encoder (class defaults; shipped up to 0.3.0)", "hybrid", {}),
     ("HybridUNet, fast encoder with instance norm (recipe study)", "hybrid", dict(INSTANCE_FAST)),
+    ("HybridUNet, fast encoder with group norm (recipe study)", "hybrid", dict(GROUP_FAST)),
     (
         "HybridUNet, fast encoder with instance norm, stem reading every frame (recipe study)",
         "hybrid",

@@ -17,7 +17,7 @@ The arms compare:
   shipped network up to 0.3.0) and with the fast encoder (``scripts.networks.FAST_ENCODER``: (2+1)D
   modules, batch normalisation, channels-last, stem spectral stride 8; shipped from 0.4.0), at the same budget;
 - **recipe and normalisation of the fast encoder**: SGD with poly decay (``configs/recipes/sgd_poly.yaml``),
-  instance instead of batch normalisation, and the instance-norm fast encoder trained with nnU-Net's whole recipe
+  instance or group instead of batch normalisation, and the instance-norm fast encoder trained with nnU-Net's whole recipe
   (``configs/recipes/nnunet.yaml``, with the hybrid's own deep-supervision heads), the same recipe as the baseline;
 - **capacity**: the instance-norm fast encoder with twice the channels at every level, and at every level but the
   full-resolution one (where the time goes); the shipped network from 0.5.0 (``scripts.networks.WIDE_HYBRID``) is the
@@ -53,6 +53,7 @@ from scripts.benchmarks import comparison as cmp
 from scripts.benchmarks import markdown_table, mean_sd
 from scripts.benchmarks.bundle_runs import REPO
 from scripts.benchmarks.model_cost import (
+    GROUP_FAST,
     INSTANCE_DEEP_WIDE,
     INSTANCE_DEEP_WIDE_S16,
     INSTANCE_DEEP_WIDE_S16_SLIM,
@@ -120,6 +121,13 @@ ARMS = (
         FAST_INSTANCE,
         "hybrid",
         INSTANCE_FAST,
+    ),
+    cmp.Model(
+        "hybrid_fast_group_norm",
+        "HybridUNet, fast encoder with group norm (4 groups), bundle recipe",
+        "configs/baselines/hybrid_fast_group_norm.yaml",
+        "hybrid",
+        GROUP_FAST,
     ),
     cmp.Model(
         "hybrid_fast_instance_all_frames",
@@ -220,6 +228,7 @@ ORDER: tuple[tuple[str, int], ...] = (
     ("hybrid_wide", 1),
     ("hybrid_wide", 2),
     ("hybrid_fast_instance_all_frames", 0),
+    ("hybrid_fast_group_norm", 0),
     ("hybrid_fast_instance_all_frames", 1),
     ("hybrid_fast_instance_all_frames", 2),
     ("hybrid_fast_instance_wide", 2),
