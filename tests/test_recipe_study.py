@@ -56,21 +56,35 @@ def test_the_latency_column_is_the_model_cost_row_of_the_arms_own_network(key):
     assert row["parameters"] == sum(p.numel() for p in inference)
 
 
-def test_the_shipped_network_is_the_wide_hybrid_constant_and_its_study_arm():
-    """train.yaml, inference.yaml and the study's arm build the same network as ``WIDE_HYBRID``: the study measures
-    what is shipped, and the latency rows (built from the constant) describe it."""
-    from monai.bundle import ConfigParser
+def test_train_and_inference_build_the_shipped_network_that_the_latency_table_and_the_study_describe():
+    """train.yaml and inference.yaml build the network of the model-cost section's shipped row (``MODELS[0]``, a
+    constant of scripts.networks), and the study's arms for that constant build it too: the latency table and the
+    study measure what is shipped."""
+    import scripts.networks
+    from scripts.benchmarks import model_cost
 
     def arguments(net_def):
         kept = {k: v for k, v in net_def.items() if k not in ("_target_", "out_channels")}
         return json.loads(json.dumps(kept))  # YAML lists and the constant's tuples compared alike
 
-    expected = json.loads(json.dumps(WIDE_HYBRID))
-    assert arguments(_parser(recipes.ARM_BY_KEY["hybrid_wide"]).get("network_def")) == expected
+    label, _, name = model_cost.MODELS[0]
+    assert label == model_cost.DEFAULT_MODEL
+    assert "shipped" in label
+    expected = json.loads(json.dumps(getattr(scripts.networks, name)))
+    arms = [arm for arm in recipes.ARMS if arm.cost_kwargs == {"__constant__": name}]
+    assert arms, f"no study arm trains the shipped network {name}"
+    for arm in arms:
+        assert arguments(_parser(arm).get("network_def")) == expected, arm.key
     for config in ("configs/train.yaml", "configs/inference.yaml"):
         parser = ConfigParser()
         parser.read_config(REPO / config)
         assert arguments(parser.get("network_def")) == expected, config
+
+
+def test_the_wide_hybrid_config_is_its_constant_and_reads_every_frame():
+    net_def = _parser(recipes.ARM_BY_KEY["hybrid_wide"]).get("network_def")
+    kept = {k: v for k, v in net_def.items() if k not in ("_target_", "out_channels")}
+    assert json.loads(json.dumps(kept)) == json.loads(json.dumps(WIDE_HYBRID))
     assert HybridUNet(**WIDE_HYBRID).stem_unseen_frames(64) == []
 
 

@@ -59,7 +59,7 @@ INSTRUMENTS = (
     Instrument("snr3", "SNR 3", {"snr": (3.0, 3.0)}),
     Instrument("background", "background 1.2", {"background": (1.2, 1.2)}),
 )
-#: the study's arms scored here: the shipped wide hybrid (0.5.0), the fast encoder with instance norm (the study's main
+#: the study's arms scored here: the wide hybrid (WIDE_HYBRID), the fast encoder with instance norm (the study's main
 #: hybrid arm) and with batch norm (shipped in 0.4.0), trained with nnU-Net's recipe, its capacity variants (wide,
 #: deep-wide, deep-wide with stem stride 16, the same with a slimmer bottleneck), the full encoder, nnU-Net-style
 #: with both recipes, and both families trained with calibration shifts up to ±20 cm⁻¹

@@ -20,8 +20,8 @@ The arms compare:
   instance or group instead of batch normalisation, and the instance-norm fast encoder trained with nnU-Net's whole recipe
   (``configs/recipes/nnunet.yaml``, with the hybrid's own deep-supervision heads), the same recipe as the baseline;
 - **capacity**: the instance-norm fast encoder with twice the channels at every level, and at every level but the
-  full-resolution one (where the time goes); the shipped network from 0.5.0 (``scripts.networks.WIDE_HYBRID``) is the
-  first with a stem that reads every frame;
+  full-resolution one (where the time goes); the wide hybrid (``scripts.networks.WIDE_HYBRID``) is the wide arm with a
+  stem that reads every frame;
 - **calibration-shift augmentation**: the instance-norm hybrid and nnU-Net-style (nnU-Net's recipe) trained with
   spectral shifts up to ±20 cm⁻¹ (``configs/recipes/spectral_shift_20.yaml``), for the cross-instrument test
   (:mod:`scripts.benchmarks.instruments`);
@@ -153,7 +153,7 @@ ARMS = (
     ),
     cmp.Model(
         "hybrid_wide",
-        "HybridUNet, shipped from 0.5.0: the wide hybrid (instance norm, twice the channels, stem reading every frame),"
+        "HybridUNet, the wide hybrid (instance norm, twice the channels, stem reading every frame),"
         " bundle recipe",
         "configs/baselines/hybrid_wide.yaml",
         "hybrid",
@@ -210,7 +210,7 @@ ARM_BY_KEY = {a.key: a for a in ARMS}
 #: (the first seeds showed batch normalisation losing the hard preset's nuclei, 0.757 vs 0.889 with instance
 #: normalisation: the instance-norm fast encoder became the main hybrid arm and the base of the ablations; the wide
 #: variant's first seed then tied nnU-Net-style, 0.958 / 0.914, so its seeds and a cheaper capacity arm came next; the
-#: wide variant with a stem that reads every frame is the shipped network from 0.5.0, hence its three seeds next)
+#: wide variant with a stem that reads every frame was the candidate to ship, hence its three seeds next)
 ORDER: tuple[tuple[str, int], ...] = (
     ("hybrid_fast", 0),
     ("nnunet_2d_recipe", 0),
