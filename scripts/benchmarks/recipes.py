@@ -153,8 +153,7 @@ ARMS = (
     ),
     cmp.Model(
         "hybrid_wide",
-        "HybridUNet, the wide hybrid (instance norm, twice the channels, stem reading every frame),"
-        " bundle recipe",
+        "HybridUNet, the wide hybrid (instance norm, twice the channels, stem reading every frame), bundle recipe",
         "configs/baselines/hybrid_wide.yaml",
         "hybrid",
         {"__constant__": "WIDE_HYBRID"},
