@@ -333,3 +333,26 @@ def test_a_run_recorded_in_results_json_is_taken_from_it_in_a_fresh_clone_unless
     longer = replace(recipes.QUICK, epochs=recipes.QUICK.epochs + 1)  # another plan: the record does not apply
     recipes.measure(longer, order[:1], tmp_path / "d3", tmp_path / "r3", windows=False, recorded=recorded)
     assert trained == [("hybrid_fast", 0)]
+
+
+def test_the_cross_instrument_test_scores_exactly_the_runs_the_study_finished_under_the_same_key(tmp_path, monkeypatch):
+    """instruments finds the study's runs by the study's own run key: a run of another plan (or of an edited config)
+    is not scored as if it were this one, and a finished run is not missed."""
+    from scripts.benchmarks import instruments
+
+    plan = recipes.QUICK
+    monkeypatch.setattr(instruments, "build_stacks", lambda root, size, per: {"canonical": ["s"]})
+    monkeypatch.setattr(cmp, "write_datalist", lambda path, *a: path)
+    monkeypatch.setattr(cmp, "read_labels", lambda path: None)
+    monkeypatch.setattr(instruments, "phasor_maps", lambda root, work: {})
+    scored = []
+    monkeypatch.setattr(instruments, "evaluate_run", lambda run, arm, *a: scored.append(run.name) or {})
+    monkeypatch.setattr(cmp, "score_method", lambda maps, stems, refs: {})
+    for key, run_plan in (("hybrid_fast", plan), ("nnunet_2d_recipe", replace(plan, epochs=plan.epochs + 1))):
+        folder = cmp.run_dir(tmp_path / "runs", recipes.ARM_BY_KEY[key], "gt", 0)
+        folder.mkdir(parents=True)
+        key_record = cmp._run_key(run_plan, recipes.ARM_BY_KEY[key], "gt", 0, "test")
+        (folder / "done.json").write_text(json.dumps({"plan": key_record}))
+    result = instruments.measure(tmp_path / "work", tmp_path / "runs", plan, size=32, per_instrument=1)
+    assert scored == ["hybrid_fast_gt_s0"]  # the other run was trained for another plan
+    assert set(result["methods"]) == {"hybrid_fast", "phasor_tuned"}

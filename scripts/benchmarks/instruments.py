@@ -168,9 +168,7 @@ def measure(work: Path, runs_work: Path, plan: cmp.Plan, size: int, per_instrume
     for key in ARMS:
         arm = recipes.ARM_BY_KEY[key]
         seeds = sorted(s for k, s in recipes.ORDER if k == key)
-        done = [
-            s for s in seeds if cmp._done(cmp.run_dir(runs_work, arm, "gt", s) / "done.json", _study_key(plan, key, s))
-        ]
+        done = [s for s in seeds if cmp.finished_run(runs_work, plan, arm, "gt", s, "test") is not None]
         if not done:
             continue
         entry = {"label": arm.label, "seeds": {}}
@@ -184,13 +182,6 @@ def measure(work: Path, runs_work: Path, plan: cmp.Plan, size: int, per_instrume
         "seeds": {0: cmp.score_method(phasor_maps(root, work), all_stems, references)},
     }
     return {"stems": stems, "methods": methods}
-
-
-def _study_key(plan: cmp.Plan, key: str, seed: int) -> dict:
-    """The done.json key the recipe study writes for one run (so only finished, same-plan runs are scored)."""
-    from dataclasses import asdict
-
-    return {"plan": asdict(plan), "model": key, "supervision": "gt", "seed": seed, "split": "test"}
 
 
 def report(result: dict) -> SectionResult:
