@@ -366,7 +366,9 @@ def _run_key(plan: Plan, model: Model, supervision: str, seed: int, eval_split: 
 
 def training_config_digest(model: Model) -> str:
     """First 12 hex digits of the SHA-1 of the training config ``model`` runs with: ``configs/train.yaml`` with its
-    overrides merged over it key by key (as ``monai.bundle`` merges a list of configs), comments and layout aside.
+    overrides' top-level keys laid over it in order, comments and layout aside. (``monai.bundle`` would also resolve
+    an override's ``a#b`` ids into ``a``; here they stay keys of their own, which changes with the same content, and
+    keeps torch out of the benchmark's parent process.)
 
     Part of every run's key, so a run is redone when its network, recipe or train.yaml's content changed, and kept
     when only a comment did. (Code changes are not covered: rerun by deleting the run's folder.)
