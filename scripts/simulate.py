@@ -12,7 +12,7 @@ import logging
 import time
 from pathlib import Path
 
-from scripts.simulation.dataset import simulate_dataset
+from scripts.simulation.dataset import DTYPES, simulate_dataset
 from scripts.simulation.phantom import PRESETS
 from scripts.spectra.axis import CANONICAL_NUM_FRAMES, CANONICAL_RANGE
 
@@ -45,10 +45,17 @@ def main(argv: list[str] | None = None) -> None:
         choices=sorted(PRESETS),
         default="default",
         help="difficulty (easy, default, hard), a tissue section (tissue) or the training mix "
-        "(randomized: cells and tissue, every instrument effect)",
+        "(randomized: cells, tissue and organisms, every instrument effect) or raw spectral-focusing data "
+        "(raw_spectral_focusing: pulse-overlap envelope, 8-bit, no wavenumbers)",
     )
     parser.add_argument("--format", choices=["nii.gz", "tif", "npy"], default="nii.gz", dest="file_format")
-    parser.add_argument("--dtype", choices=["float32", "uint16"], default="float32")
+    parser.add_argument(
+        "--dtype",
+        choices=list(DTYPES),
+        default="float32",
+        help="float32 (simulator units), uint16 (x2000) or native (a digitised stack's own integer levels, "
+        "e.g. uint8 for the 8-bit raw_spectral_focusing preset)",
+    )
     parser.add_argument("--pixel-size", type=float, default=0.25, help="pixel size in µm (default 0.25)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing images/labels in --out")
     args = parser.parse_args(argv)

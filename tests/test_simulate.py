@@ -243,7 +243,7 @@ def test_randomized_preset_varies_the_instrument_and_stays_readable(tmp_path):
     assert seen["descending"]
     assert seen["ascending"]
     assert len(seen["frames"]) >= 6
-    assert seen["scenes"] == {"cells", "tissue"}
+    assert seen["scenes"] == {"cells", "tissue", "organism"}
     assert len(seen["bits"] - {0}) >= 2
     assert seen["saturated"] >= 1
     # on disk each stack carries its own window; the reader's axis check agrees with it

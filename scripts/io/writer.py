@@ -45,14 +45,18 @@ def _nifti_image(array_xy: np.ndarray, pixel_size_um: float | None, extension: d
 
 
 def write_stack(
-    path: str | Path, stack: np.ndarray, wavenumbers: Sequence[float] | np.ndarray, pixel_size_um: float | None = None
+    path: str | Path,
+    stack: np.ndarray,
+    wavenumbers: Sequence[float] | np.ndarray | None,
+    pixel_size_um: float | None = None,
 ) -> Path:
     """Write an HSRS stack with its wavenumber axis; the format follows the suffix of ``path``.
 
     Args:
         path: ``*.nii.gz``/``*.nii`` (NIfTI), ``*.tif``/``*.tiff`` (multi-page TIFF) or ``*.npy``.
-        stack: (K, H, W) array, any real dtype (float32 and uint16 are typical); written as is.
-        wavenumbers: K Raman shifts in cm⁻¹, in frame order.
+        stack: (K, H, W) array, any real dtype (float32, uint16 and uint8 are typical); written as is.
+        wavenumbers: K Raman shifts in cm⁻¹, in frame order; None writes frames only, as raw
+            acquisition software does (the reader then infers the axis, :mod:`scripts.spectra.calibration`).
         pixel_size_um: lateral pixel size, recorded when given.
 
     Returns:
@@ -62,14 +66,14 @@ def write_stack(
     stack = np.asarray(stack)
     if stack.ndim != 3:
         raise ValueError(f"{path}: a stack must be (K, H, W), got shape {stack.shape}.")
-    wn = validate_wavenumbers(wavenumbers, stack.shape[0], str(path))
-    meta: dict = {"wavenumbers": [round(float(v), 6) for v in wn], "unit": "cm-1"}
+    wn = None if wavenumbers is None else validate_wavenumbers(wavenumbers, stack.shape[0], str(path))
+    meta: dict = {} if wn is None else {"wavenumbers": [round(float(v), 6) for v in wn], "unit": "cm-1"}
     if pixel_size_um:
         meta["pixel_size_um"] = float(pixel_size_um)
     fmt = stack_format(path)
     with atomic_path(path) as tmp:
         if fmt == "nifti":
-            step = float(abs(np.mean(np.diff(wn)))) if wn.size > 1 else 1.0
+            step = float(abs(np.mean(np.diff(wn)))) if wn is not None and wn.size > 1 else 1.0
             _nifti_image(np.transpose(stack, (2, 1, 0)), pixel_size_um, meta, step).to_filename(str(tmp))
         elif fmt == "tiff":
             import tifffile
@@ -79,7 +83,7 @@ def write_stack(
             np.save(tmp, stack)
         else:
             raise ValueError(f"{path}: stacks are written to .nii.gz, .tif or .npy files, not folders.")
-    if fmt == "numpy":
+    if fmt == "numpy" and wn is not None:
         write_sidecar(path, wn, {k: v for k, v in meta.items() if k not in ("wavenumbers", "unit")})
     return path
 

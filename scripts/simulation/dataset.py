@@ -17,6 +17,10 @@ from scripts.io.writer import write_label_map, write_stack
 from scripts.simulation.phantom import PRESETS, UINT16_SCALE, simulate_phantom, to_uint16
 from scripts.spectra.axis import CANONICAL_NUM_FRAMES, CANONICAL_RANGE
 
+#: Stored data types: float32 (simulator units), uint16 (× :data:`UINT16_SCALE`), native (a digitised stack's
+#: integer levels as the instrument writes them: uint8 for 8-bit, uint16 otherwise; float32 if undigitised).
+DTYPES: tuple[str, ...] = ("float32", "uint16", "native")
+
 logger = logging.getLogger(__name__)
 
 Range = tuple[float, float]
@@ -61,7 +65,8 @@ def simulate_dataset(
     ``wavenumber_range`` is (first frame, last frame): give it high-to-low for a stack stored in
     descending order. Presets with instrument randomization (``randomized``) draw every stack's
     window, frame count and direction themselves and ignore ``frames`` and ``wavenumber_range``;
-    each stack stores its own wavenumbers. Phantom ``i`` depends only on ``(seed, i)``, so a larger ``num`` extends a
+    each stack stores its own wavenumbers, unless the instrument draws a file without them
+    (``InstrumentRanges.unstored_axis_probability``; the true axis is in ``simulation.json``). Phantom ``i`` depends only on ``(seed, i)``, so a larger ``num`` extends a
     data set without changing the phantoms already made. Returns the datalist.
     """
     if num < 1:
@@ -70,8 +75,8 @@ def simulate_dataset(
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
     if file_format not in ("nii.gz", "tif", "npy"):
         raise ValueError(f"unknown format {file_format!r}; choose 'nii.gz', 'tif' or 'npy'.")
-    if dtype not in ("float32", "uint16"):
-        raise ValueError(f"unknown dtype {dtype!r}; choose 'float32' or 'uint16'.")
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {DTYPES}.")
     out = Path(out)
     images, labels_dir, instances_dir = out / "images", out / "labels", out / "instances"
     if not overwrite and any(d.is_dir() and any(d.iterdir()) for d in (images, labels_dir, instances_dir)):
@@ -96,8 +101,12 @@ def simulate_dataset(
         ph = simulate_phantom(
             np.random.default_rng(children[i + 1]), height, width, None if randomized else wn, preset, pixel_size_um
         )
-        data = to_uint16(ph.stack) if dtype == "uint16" else ph.stack
-        write_stack(images / f"{stem}.{file_format}", data, ph.wavenumbers, pixel_size_um)
+        if dtype == "native":  # the digitiser's own integer levels (8-bit raw data as uint8), float32 if undigitised
+            data = ph.counts if ph.counts is not None else ph.stack
+        else:
+            data = to_uint16(ph.stack) if dtype == "uint16" else ph.stack
+        stored = ph.params.get("wavenumbers_stored", True)
+        write_stack(images / f"{stem}.{file_format}", data, ph.wavenumbers if stored else None, pixel_size_um)
         write_label_map(labels_dir / stem, ph.labels, formats=(label_format,), pixel_size_um=pixel_size_um)
         write_instance_tiff(
             instances_dir / f"{stem}.tif",

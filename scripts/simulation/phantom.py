@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
+from scripts.simulation.envelope import EnvelopeRanges, draw_envelope, envelope_gain
 from scripts.spectra.axis import CANONICAL_NUM_FRAMES, CANONICAL_RANGE
 from scripts.spectra.reference import spectra_matrix
 
@@ -73,6 +74,34 @@ class TissueRanges:
 
 
 @dataclass(frozen=True)
+class OrganismRanges:
+    """Parameter ranges of an *organism* field: a small animal's elongated body (e.g. a nematode) crossing the field.
+
+    The body is a curved tube with a lumen (the gut) along its axis; its tissue (:attr:`tissue`, the
+    tissue scene's cells, nuclei and vesicles inside the body only) is densely packed with lipid
+    droplets (intestinal fat stores), nuclei faint or absent. Outside the body: buffer / agarose pad
+    (water only).
+    """
+
+    body_width_um: Range = (15.0, 60.0)  #: body diameter (larval to adult nematodes)
+    lumen_width_um: Range = (1.0, 5.0)  #: the gut lumen along the body axis
+    bend: Range = (0.0, 0.35)  #: amplitude of the body's curvature, as a fraction of the field size
+    tissue: TissueRanges = TissueRanges(
+        cell_diameter_um=(8.0, 20.0),
+        nucleus_to_cell=(0.3, 0.45),
+        nucleus_in_section=0.35,
+        nucleus_protein=(0.9, 1.05),
+        nucleus_dna=(0.02, 0.12),
+        cytoplasm_lipid=(0.2, 0.6),
+        vesicles_per_100um2=(10.0, 40.0),
+        vesicle_diameter_um=(0.5, 3.0),
+        vesicle_lipid=(1.5, 5.0),
+        lumen_count=(0.0, 0.0),
+        fold_probability=0.0,
+    )
+
+
+@dataclass(frozen=True)
 class InstrumentRanges:
     """Instrument randomization: what differs between microscopes, applied on top of the sample.
 
@@ -92,6 +121,11 @@ class InstrumentRanges:
     stripe_probability: float = 0.5  #: chance of line artefacts
     stripes: Range = (0.01, 0.08)  #: sd of the per-line (row) gain noise
     illumination: Range = (0.0, 0.5)  #: amplitude of a smooth multiplicative illumination field
+    #: raw spectral focusing: the pulse-overlap envelope over the frames (probability 0: power-normalised stacks)
+    envelope: EnvelopeRanges = EnvelopeRanges()
+    dark_offset: Range = (0.0, 0.0)  #: digitiser dark offset, a fraction of the full scale added before clipping
+    #: chance that the file stores no wavenumbers (raw acquisition software writes frames only)
+    unstored_axis_probability: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -132,8 +166,14 @@ class PhantomPreset:
     #: chance that a field is a tissue section (:class:`TissueRanges`) instead of exfoliated cells
     tissue_probability: float = 0.0
     tissue: TissueRanges | None = None
+    #: chance that a field is an organism (:class:`OrganismRanges`; drawn before the tissue chance)
+    organism_probability: float = 0.0
+    organism: OrganismRanges | None = None
     #: instrument randomization (window, frames, direction, digitiser, artefacts); None: the canonical instrument
     instrument: InstrumentRanges | None = None
+    #: patchy chromatin: fraction of the nuclear protein and DNA missing in dim patches (and the extra
+    #: DNA of dense clumps); 0: uniform nuclei (no random draws)
+    nucleus_heterogeneity: Range = (0.0, 0.0)
 
 
 PRESETS: dict[str, PhantomPreset] = {
@@ -208,6 +248,15 @@ PRESETS["hard"] = replace(
 PRESETS["tissue"] = replace(
     PRESETS["default"], tissue_probability=1.0, tissue=TissueRanges(), debris_per_mm2=(0.0, 50.0)
 )
+#: few cells whose nuclei have nucleoli and patchy chromatin, under the default instrument and noise (a held-out
+#: nucleus appearance for the per-cell readout's benchmark: the network breaks such nuclei into pieces)
+PRESETS["heterogeneous_nuclei"] = replace(
+    PRESETS["default"],
+    cells_per_mm2=(600.0, 900.0),
+    cluster_probability=0.4,
+    cell_diameter_um=(12.0, 22.0),
+    nucleus_heterogeneity=(0.5, 0.9),
+)
 #: the training distribution of the shipped weights: cells and tissue, easy through hard sample and noise
 #: ranges, stronger background, spectral resolution 15–40 cm⁻¹ and every instrument effect of
 #: :class:`InstrumentRanges`
@@ -233,9 +282,25 @@ PRESETS["randomized"] = replace(
     ld_lipid=(1.2, 6.0),
     out_of_focus_lds_per_cell=(0.0, 5.0),
     debris_per_mm2=(0.0, 1000.0),
-    tissue_probability=0.4,
+    tissue_probability=0.35,
     tissue=TissueRanges(),
-    instrument=InstrumentRanges(),
+    organism_probability=0.15,
+    organism=OrganismRanges(),
+    instrument=InstrumentRanges(envelope=EnvelopeRanges(probability=0.5), dark_offset=(0.0, 0.08)),
+)
+#: raw spectral-focusing acquisitions as labs record them: the randomized scenes under a pulse-overlap envelope,
+#: 8-bit with a dark offset, 50–120 frames in either order, no wavenumbers in the file (a held-out instrument)
+PRESETS["raw_spectral_focusing"] = replace(
+    PRESETS["randomized"],
+    instrument=InstrumentRanges(
+        frames=(50.0, 120.0),
+        bit_depths=(8,),
+        quantize_probability=1.0,
+        full_scale=(0.7, 1.3),
+        envelope=EnvelopeRanges(probability=1.0),
+        dark_offset=(0.01, 0.08),
+        unstored_axis_probability=1.0,
+    ),
 )
 
 
@@ -260,6 +325,8 @@ class Phantom:
             droplet near the cell edge may reach a few pixels beyond its cell.
         has_nucleus: (n + 1,) bool, whether each cell's nucleus lies in the field (a cell cut by
             the field edge may have lost it); index 0 unused.
+        counts: (K, H, W) the digitiser's integer levels (uint8 up to 8 bits, else uint16) of a
+            digitised stack, as the instrument would write them; None for an undigitised one.
     """
 
     stack: np.ndarray
@@ -271,6 +338,7 @@ class Phantom:
     droplets: np.ndarray | None = None
     droplet_cell: np.ndarray | None = None
     has_nucleus: np.ndarray | None = None
+    counts: np.ndarray | None = None
 
     def instance_maps(self) -> dict[str, np.ndarray]:
         """The three instance maps by name, in file channel order: cells, nuclei, lipid_droplets."""
@@ -440,6 +508,16 @@ def _fill_cells(rng: np.random.Generator, p: PhantomPreset, canvas: _Canvas, cel
             nucleus, b * _u(rng, p.nucleus_dna) * (1.0 + 0.5 * _u(rng, p.texture) * texture[sl]), 0.0
         ).astype(np.float32)
         canvas.lipid[sl] += np.where(nucleus, b * 0.03, 0.0).astype(np.float32)
+        het = _u(rng, p.nucleus_heterogeneity) if p.nucleus_heterogeneity[1] > 0 else 0.0
+        if het > 0 and nucleus.any():
+            # patchy chromatin, ~1–2 µm patches of smoothed noise: dim ones (low density, a fraction het of
+            # the protein and DNA missing) and dense clumps (up to 2 het more DNA); all still nucleus
+            z = ndimage.gaussian_filter(rng.standard_normal(nucleus.shape).astype(np.float32), 0.5 / px_um)
+            z /= z[nucleus].std() + 1e-6
+            dim = (het * nucleus * 0.5 * (1.0 + np.tanh((z - 0.7) / 0.3))).astype(np.float32)  # smooth steps
+            clump = (het * nucleus * 0.5 * (1.0 - np.tanh((z + 0.9) / 0.3))).astype(np.float32)
+            canvas.protein[sl] *= 1.0 - dim
+            canvas.dna[sl] *= (1.0 - dim) * (1.0 + 2.0 * clump)
         # nucleoli: dense protein/RNA spots, part of the nucleus
         ys, xs = np.nonzero(nucleus & (n_rho < 0.6))
         for _ in range(int(rng.integers(0, 4)) if ys.size else 0):
@@ -489,9 +567,44 @@ def _fill_cells(rng: np.random.Generator, p: PhantomPreset, canvas: _Canvas, cel
     return {"cells": len(cells), "lipid_droplets": n_lds, "out_of_focus_lipid_droplets": n_oof}
 
 
-def _fill_tissue(rng: np.random.Generator, t: TissueRanges, p: PhantomPreset, canvas: _Canvas, px_um: float) -> dict:
+def _organism_body(
+    rng: np.random.Generator, o: OrganismRanges, h: int, w: int, px_um: float
+) -> tuple[np.ndarray, dict]:
+    """The tissue of an elongated body crossing the field: (H, W) bool, True inside the body and outside its lumen.
+
+    The body's axis is a gently curved line (a sine bend) through the field at a random angle; the body
+    is the band within half its width of the axis, the lumen the band within half the lumen width.
+    """
+    size = float(np.hypot(h, w))
+    angle = float(rng.uniform(0, np.pi))
+    width = min(_u(rng, o.body_width_um) / px_um, 0.9 * min(h, w))
+    lumen = _u(rng, o.lumen_width_um) / px_um
+    bend = _u(rng, o.bend) * min(h, w)
+    wavelength = float(rng.uniform(0.8, 2.0)) * size
+    phase = float(rng.uniform(0, 2 * np.pi))
+    offset = float(rng.uniform(-0.25, 0.25)) * min(h, w)
+    t = np.linspace(-0.7 * size, 0.7 * size, int(4 * size))
+    across = offset + bend * np.sin(2 * np.pi * t / wavelength + phase)
+    axis = np.stack(
+        [h / 2 + t * np.sin(angle) + across * np.cos(angle), w / 2 + t * np.cos(angle) - across * np.sin(angle)], 1
+    )
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
+    dist = cKDTree(axis).query(np.stack([yy.ravel(), xx.ravel()], axis=1))[0].reshape(h, w)
+    region = (dist < width / 2) & (dist >= lumen / 2)
+    return region, {"body_width_um": round(width * px_um, 2), "lumen_width_um": round(lumen * px_um, 2)}
+
+
+def _fill_tissue(
+    rng: np.random.Generator,
+    t: TissueRanges,
+    p: PhantomPreset,
+    canvas: _Canvas,
+    px_um: float,
+    region: np.ndarray | None = None,
+) -> dict:
     """A tissue section: the field tessellated into cells with curved boundaries, lumen, a fold,
-    nuclei of weak contrast and densely packed lipid vesicles. Fills ``canvas`` like :func:`_fill_cells`."""
+    nuclei of weak contrast and densely packed lipid vesicles. Fills ``canvas`` like :func:`_fill_cells`.
+    ``region`` (H, W) bool, optional: the tissue lies only there (an organism's body); elsewhere is buffer."""
     h, w = canvas.shape
     # 1. cells: a warped Voronoi tessellation of well-spread seeds (dart throwing)
     diameter = _u(rng, t.cell_diameter_um) / px_um
@@ -521,6 +634,8 @@ def _fill_tissue(rng: np.random.Generator, t: TissueRanges, p: PhantomPreset, ca
         harm = _shape_harmonics(rng, 0.15)
         lumen |= _normalised_radius(yy, xx, c, r, float(rng.uniform(0.5, 1.0)), float(rng.uniform(0, np.pi)), harm) < 1
     owner[lumen] = -1
+    if region is not None:
+        owner[~region] = -1
     canvas.owner[:] = owner
     # distance of each pixel to its cell's boundary (shared walls, lumen, field edge is not a wall)
     wall = np.zeros((h, w), bool)
@@ -711,11 +826,18 @@ def simulate_phantom(
     h, w = height, width
     canvas = _Canvas(h, w)
     scene = (
-        "tissue"
-        if p.tissue is not None and p.tissue_probability > 0 and rng.random() < p.tissue_probability
-        else "cells"
+        "organism"
+        if p.organism is not None and p.organism_probability > 0 and rng.random() < p.organism_probability
+        else (
+            "tissue"
+            if p.tissue is not None and p.tissue_probability > 0 and rng.random() < p.tissue_probability
+            else "cells"
+        )
     )
-    if scene == "tissue":
+    if scene == "organism":
+        body, organism = _organism_body(rng, p.organism, h, w, pixel_size_um)
+        counts = {**_fill_tissue(rng, p.organism.tissue, p, canvas, pixel_size_um, region=body), **organism}
+    elif scene == "tissue":
         counts = _fill_tissue(rng, p.tissue, p, canvas, pixel_size_um)
     else:
         cells = _place_cells(rng, p, h, w, pixel_size_um)
@@ -745,13 +867,20 @@ def simulate_phantom(
     )
     delay = wn - wn.min()  # the low-delay end is the low-wavenumber end, whatever the storage order
     bg_spectrum = np.exp(-delay / _u(rng, p.background_decay))
+    # raw spectral focusing: the pulse-overlap envelope scales the Raman signal; the non-Raman background then
+    # peaks at zero delay, where the pulses overlap most (scripts.simulation.envelope)
+    envelope = draw_envelope(rng, instrument.envelope) if instrument is not None else None
+    raman_gain = np.ones(len(wn))
+    if envelope is not None:
+        raman_gain = envelope_gain(envelope, wn)
+        bg_spectrum = raman_gain ** _u(rng, instrument.envelope.background_power)
 
     shift = _u(rng, p.calibration_shift) * float(rng.choice([-1.0, 1.0]))
     resolution = _u(rng, p.spectral_resolution)
     spectra = spectra_matrix(wn, resolution=resolution, shift=shift, unsaturation=float(rng.uniform(0.6, 1.4)))
     water_level = _u(rng, p.water)
     spectra[:, 3] *= water_level / max(spectra[np.argmax(wn), 3], 1e-6)
-    components = np.concatenate([spectra, bg_spectrum[:, None]], axis=1).astype(np.float32)  # (K, 5)
+    components = np.concatenate([spectra * raman_gain[:, None], bg_spectrum[:, None]], axis=1).astype(np.float32)
     conc = np.stack([*maps, bg_map]).reshape(5, -1).astype(np.float32)  # (5, H*W)
     signal = (components @ conc).reshape(len(wn), h, w)
 
@@ -771,9 +900,14 @@ def simulate_phantom(
         signal, extra = _instrument_gain(rng, instrument, signal)
     sd = np.sqrt((1.0 / snr) ** 2 + read**2 + (rin * signal) ** 2)
     stack = signal + offset + sd * rng.standard_normal(signal.shape, dtype=np.float32)
+    counts_ = None
     if instrument is not None:
-        stack, digitiser = _digitise(rng, instrument, stack)
+        stack, digitiser, counts_ = _digitise(rng, instrument, stack)
         extra.update(digitiser)
+        if instrument.envelope.probability > 0:
+            extra.update(envelope.params() if envelope is not None else {"envelope": "none"})
+        if instrument.unstored_axis_probability > 0:
+            extra["wavenumbers_stored"] = bool(rng.random() >= instrument.unstored_axis_probability)
 
     params = {
         "scene": scene,
@@ -795,7 +929,7 @@ def simulate_phantom(
         "frames": len(wn),
         **extra,
     }
-    return Phantom(stack.astype(np.float32, copy=False), labels, wn, params, **_instance_maps(canvas))
+    return Phantom(stack.astype(np.float32, copy=False), labels, wn, params, counts=counts_, **_instance_maps(canvas))
 
 
 def _instrument_gain(rng: np.random.Generator, ins: InstrumentRanges, signal: np.ndarray) -> tuple[np.ndarray, dict]:
@@ -813,23 +947,29 @@ def _instrument_gain(rng: np.random.Generator, ins: InstrumentRanges, signal: np
     return signal.astype(np.float32, copy=False), {"illumination": round(amp, 3), "stripes": round(stripes, 4)}
 
 
-def _digitise(rng: np.random.Generator, ins: InstrumentRanges, stack: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Digitise at 8/12/16 bits with a full scale relative to the 99.9th percentile (saturating above it).
+def _digitise(
+    rng: np.random.Generator, ins: InstrumentRanges, stack: np.ndarray
+) -> tuple[np.ndarray, dict, np.ndarray | None]:
+    """Digitise at 8/12/16 bits with a full scale relative to the 99.9th percentile (saturating above it),
+    after a dark offset (a fraction of the full scale) where the instrument has one.
 
-    The levels are returned in simulator units (level × full scale / levels), so the label maps and
-    every downstream step see the same intensity scale as undigitised stacks.
+    The stack is returned in simulator units (level × full scale / levels), so the label maps and
+    every downstream step see the same intensity scale as undigitised stacks; the integer levels
+    themselves (uint8 up to 8 bits, else uint16; None when not digitised) as the third value.
     """
     if rng.random() >= ins.quantize_probability:
-        return stack, {"bit_depth": 0, "saturated_fraction": 0.0}
+        return stack, {"bit_depth": 0, "saturated_fraction": 0.0}, None
     bits = int(rng.choice(ins.bit_depths))
     levels = float(2**bits - 1)
     full = max(float(np.percentile(stack, 99.9)), 1e-3) * _u(rng, ins.full_scale)
-    digital = np.clip(np.rint(np.clip(stack, 0, None) / full * levels), 0, levels)
+    dark = _u(rng, ins.dark_offset) * levels if ins.dark_offset[1] > 0 else 0.0
+    digital = np.clip(np.rint(np.clip(stack, 0, None) / full * levels + dark), 0, levels)
     saturated = float((digital >= levels).mean())
-    return (digital * (full / levels)).astype(np.float32), {
-        "bit_depth": bits,
-        "saturated_fraction": round(saturated, 5),
-    }
+    info = {"bit_depth": bits, "saturated_fraction": round(saturated, 5)}
+    if ins.dark_offset[1] > 0:
+        info["dark_offset_levels"] = round(dark, 2)
+    counts = digital.astype(np.uint8 if bits <= 8 else np.uint16)
+    return (digital * (full / levels)).astype(np.float32), info, counts
 
 
 #: Scale from simulator units to counts for ``dtype="uint16"`` (cytoplasm protein peak ≈ 2000 counts).

@@ -14,6 +14,8 @@ Training augmentations that mimic real instrument variation (random; apply after
 - :class:`RandSpectralOffset` — additive offset with a linear trend over frames.
 - :class:`RandSpectralShift` — small spectral calibration error (shift along the wavenumber axis).
 - :class:`RandSpectralNoise` — shot/read noise (additive) and laser intensity noise (proportional).
+- :class:`RandSpectralEnvelope` — the pulse-overlap envelope of raw spectral-focusing stacks
+  (multiplicative, a bell or a ramp over the Raman-shift axis).
 
 All transforms keep ``MetaTensor`` metadata; the array versions accept NumPy arrays and tensors.
 """
@@ -31,6 +33,7 @@ from monai.data.meta_obj import get_track_meta
 from monai.transforms import RandomizableTransform, Transform
 from monai.utils import TransformBackends, convert_to_dst_type, convert_to_tensor
 from scripts.io.errors import HSRSInputError
+from scripts.simulation.envelope import EnvelopeRanges, draw_envelope, envelope_gain
 from scripts.spectra.axis import (
     CANONICAL_RANGE,
     CANONICAL_WAVENUMBERS,
@@ -515,3 +518,34 @@ class RandSpectralNoise(_RandSpectral):
         gen = torch.Generator().manual_seed(self.seed)
         noise = torch.randn(img.shape, generator=gen, dtype=img.dtype).to(img.device)
         return img + noise * torch.sqrt(self.std**2 + (self.relative_std * img) ** 2)
+
+
+class RandSpectralEnvelope(_RandSpectral):
+    """Multiply the stack by a pulse-overlap envelope over the frames (raw, not power-normalised spectral focusing).
+
+    The envelope is drawn from the simulator's :class:`~scripts.simulation.envelope.EnvelopeRanges`
+    (a skewed bell with its maximum anywhere in or beyond the window and a FWHM of a third of the
+    window to several windows, or a monotone ramp) and evaluated on the stack's Raman-shift axis
+    (``meta["wavenumbers"]``, else the canonical grid), normalised to a maximum gain of 1. Applied
+    after normalisation, it scales the Raman signal and leaves the (subtracted) offset at zero.
+
+    Args:
+        prob: probability of applying an envelope.
+        ranges: envelope ranges (its ``probability`` is not used; ``prob`` decides).
+    """
+
+    def __init__(self, prob: float = 0.5, ranges: EnvelopeRanges | None = None):
+        super().__init__(prob)
+        self.ranges = EnvelopeRanges(probability=1.0) if ranges is None else ranges
+        self.envelope = None
+
+    def randomize(self, img: torch.Tensor) -> None:
+        super().randomize(None)
+        if self._do_transform:
+            self.envelope = draw_envelope(self.R, EnvelopeRanges(**{**vars(self.ranges), "probability": 1.0}))
+
+    def apply(self, img: torch.Tensor) -> torch.Tensor:
+        wn = img.meta.get("wavenumbers") if isinstance(img, MetaTensor) else None
+        wn = CANONICAL_WAVENUMBERS if wn is None or len(wn) != img.shape[0] else np.asarray(wn, float).reshape(-1)
+        gain = envelope_gain(self.envelope, wn)
+        return img * torch.as_tensor(gain, dtype=img.dtype, device=img.device).view(-1, 1, 1)

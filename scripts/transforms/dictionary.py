@@ -13,6 +13,7 @@ from monai.transforms import MapTransform, RandomizableTransform, Transform
 from monai.utils import convert_to_tensor
 from scripts.transforms.array import (
     NormalizeSpectralIntensity,
+    RandSpectralEnvelope,
     RandSpectralGainDrift,
     RandSpectralNoise,
     RandSpectralOffset,
@@ -107,3 +108,9 @@ class RandSpectralNoised(_RandSpectralDict):
     """Dictionary version of :class:`RandSpectralNoise` (``prob`` + same keyword arguments)."""
 
     transform_class = RandSpectralNoise
+
+
+class RandSpectralEnveloped(_RandSpectralDict):
+    """Dictionary version of :class:`RandSpectralEnvelope` (``prob`` + same keyword arguments)."""
+
+    transform_class = RandSpectralEnvelope
