@@ -66,8 +66,9 @@ def simulate_dataset(
     descending order. Presets with instrument randomization (``randomized``) draw every stack's
     window, frame count and direction themselves and ignore ``frames`` and ``wavenumber_range``;
     each stack stores its own wavenumbers, unless the instrument draws a file without them
-    (``InstrumentRanges.unstored_axis_probability``; the true axis is in ``simulation.json``). Phantom ``i`` depends only on ``(seed, i)``, so a larger ``num`` extends a
-    data set without changing the phantoms already made. Returns the datalist.
+    (``InstrumentRanges.unstored_axis_probability``; the true axis is in ``simulation.json``). Phantom ``i``
+    depends only on ``(seed, i)``, so a larger ``num`` extends a data set without changing the phantoms already
+    made. Returns the datalist.
     """
     if num < 1:
         raise ValueError(f"--num must be at least 1, got {num}.")

@@ -75,7 +75,7 @@ def envelope_gain(envelope: Envelope, wavenumbers: Sequence[float] | np.ndarray)
     Examples:
         >>> wn = np.linspace(2800, 3050, 5)
         >>> envelope_gain(Envelope("bell", centre=0.5, fwhm=0.5), wn).round(3).tolist()
-        [0.063, 0.5, 1.0, 0.5, 0.063]
+        [0.062, 0.5, 1.0, 0.5, 0.062]
         >>> envelope_gain(Envelope("ramp", ramp_ratio=4.0), wn[::-1]).round(3).tolist()
         [1.0, 0.707, 0.5, 0.354, 0.25]
     """

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import ndimage
@@ -86,18 +86,20 @@ class OrganismRanges:
     body_width_um: Range = (15.0, 60.0)  #: body diameter (larval to adult nematodes)
     lumen_width_um: Range = (1.0, 5.0)  #: the gut lumen along the body axis
     bend: Range = (0.0, 0.35)  #: amplitude of the body's curvature, as a fraction of the field size
-    tissue: TissueRanges = TissueRanges(
-        cell_diameter_um=(8.0, 20.0),
-        nucleus_to_cell=(0.3, 0.45),
-        nucleus_in_section=0.35,
-        nucleus_protein=(0.9, 1.05),
-        nucleus_dna=(0.02, 0.12),
-        cytoplasm_lipid=(0.2, 0.6),
-        vesicles_per_100um2=(10.0, 40.0),
-        vesicle_diameter_um=(0.5, 3.0),
-        vesicle_lipid=(1.5, 5.0),
-        lumen_count=(0.0, 0.0),
-        fold_probability=0.0,
+    tissue: TissueRanges = field(
+        default_factory=lambda: TissueRanges(
+            cell_diameter_um=(8.0, 20.0),
+            nucleus_to_cell=(0.3, 0.45),
+            nucleus_in_section=0.35,
+            nucleus_protein=(0.9, 1.05),
+            nucleus_dna=(0.02, 0.12),
+            cytoplasm_lipid=(0.2, 0.6),
+            vesicles_per_100um2=(10.0, 40.0),
+            vesicle_diameter_um=(0.5, 3.0),
+            vesicle_lipid=(1.5, 5.0),
+            lumen_count=(0.0, 0.0),
+            fold_probability=0.0,
+        )
     )
 
 
@@ -122,7 +124,7 @@ class InstrumentRanges:
     stripes: Range = (0.01, 0.08)  #: sd of the per-line (row) gain noise
     illumination: Range = (0.0, 0.5)  #: amplitude of a smooth multiplicative illumination field
     #: raw spectral focusing: the pulse-overlap envelope over the frames (probability 0: power-normalised stacks)
-    envelope: EnvelopeRanges = EnvelopeRanges()
+    envelope: EnvelopeRanges = field(default_factory=EnvelopeRanges)
     dark_offset: Range = (0.0, 0.0)  #: digitiser dark offset, a fraction of the full scale added before clipping
     #: chance that the file stores no wavenumbers (raw acquisition software writes frames only)
     unstored_axis_probability: float = 0.0
@@ -514,7 +516,7 @@ def _fill_cells(rng: np.random.Generator, p: PhantomPreset, canvas: _Canvas, cel
             # the protein and DNA missing) and dense clumps (up to 2 het more DNA); all still nucleus
             z = ndimage.gaussian_filter(rng.standard_normal(nucleus.shape).astype(np.float32), 0.5 / px_um)
             z /= z[nucleus].std() + 1e-6
-            dim = (het * nucleus * 0.5 * (1.0 + np.tanh((z - 0.7) / 0.3))).astype(np.float32)  # smooth steps
+            dim = (het * nucleus * 0.5 * (1.0 + np.tanh((z - 1.0 + het) / 0.3))).astype(np.float32)  # smooth steps
             clump = (het * nucleus * 0.5 * (1.0 - np.tanh((z + 0.9) / 0.3))).astype(np.float32)
             canvas.protein[sl] *= 1.0 - dim
             canvas.dna[sl] *= (1.0 - dim) * (1.0 + 2.0 * clump)
