@@ -238,7 +238,7 @@ def test_pseudo_labels_are_the_network_s_labels_on_the_pixels_used(adapted):
         assert (confidence[used[0]] >= 0.4).all()
 
 
-def test_a_rerun_resumes_and_redoes_no_finished_step(adapted, folder, trained, caplog):
+def test_a_rerun_resumes_and_redoes_no_finished_step(adapted, folder, trained, capfd):
     before = {p: p.stat().st_mtime_ns for p in (adapted / "before").glob("*.nii.gz")}
     checkpoints = {p: p.stat().st_mtime_ns for p in (adapted / "train" / "checkpoints").glob("*.pt")}
     assert before
@@ -246,8 +246,11 @@ def test_a_rerun_resumes_and_redoes_no_finished_step(adapted, folder, trained, c
     _adapt(folder, adapted, trained / "models" / "model.pt")
     assert {p: p.stat().st_mtime_ns for p in (adapted / "before").glob("*.nii.gz")} == before
     assert {p: p.stat().st_mtime_ns for p in (adapted / "train" / "checkpoints").glob("*.pt")} == checkpoints
-    assert "not repeated" in caplog.text
-    assert "segmenting" not in caplog.text  # neither inference pass ran again
+    log = "".join(capfd.readouterr())  # the workflows log through configs/logging.conf (to the console)
+    assert "fine-tuning in" in log
+    assert "not repeated" in log
+    assert "adaptation, before: segmenting" not in log  # neither inference pass ran again
+    assert "adaptation, after: segmenting" not in log
 
 
 def test_output_folder_whose_models_holds_the_pretrained_weights_is_refused(folder, trained):

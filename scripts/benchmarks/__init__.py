@@ -24,6 +24,7 @@ SECTIONS = (
     "shipped",
     "qc",
     "onnx_runtime",
+    "adaptation",
 )
 
 
