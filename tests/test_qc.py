@@ -132,7 +132,8 @@ def test_reference_command_and_inference_write_the_qc_columns_and_warn(tmp_path,
     assert {"ood_score", "qc_flag", "qc_reason"} <= set(summary["held"])
     assert summary["held"]["qc_flag"] == "ok", summary["held"]["qc_reason"]
     assert summary["sat"]["qc_flag"] == "flagged"
-    assert summary["sat"]["qc_reason"].startswith("saturation")
+    # the clipped bright pixels carry no spectrum, so the axis check may name it too; saturation is always named
+    assert "saturation" in summary["sat"]["qc_reason"]
     assert float(summary["sat"]["ood_score"]) > float(summary["held"]["ood_score"])
     flagged_lines = [line for line in log.splitlines() if "QC FLAGGED" in line]
     assert len(flagged_lines) == 1

@@ -53,6 +53,8 @@ MAX_PIXELS = 16_384
 BACKGROUND_PERCENTILE = 10.0
 #: Foreground: the mean spectrum of the pixels whose total intensity is above this percentile.
 FOREGROUND_PERCENTILE = 80.0
+#: The axis fit's spectra: bands of total intensity between these percentiles (:func:`foreground_spectrum`).
+GROUP_PERCENTILES: tuple[float, ...] = (40.0, 80.0, 97.0, 100.0)
 #: Candidate shifts (cm⁻¹, correction of the nominal axis' centre) and scales (estimated / nominal span).
 SHIFT_RANGE: tuple[float, float] = (-50.0, 50.0)
 SCALE_RANGE: tuple[float, float] = (0.6, 1.7)
@@ -66,14 +68,29 @@ DEFAULT_TOLERANCE = 15.0
 BAND_REGION: tuple[float, float] = (2840.0, 2980.0)
 #: A fit explaining less than this share of the foreground spectrum's variance fits no C–H chemistry.
 MIN_R2 = 0.85
-#: Least ratio of the best reversed residual to the best residual for a trusted direction.
-MIN_DIRECTION_CONFIDENCE = 1.5
+#: Least ratio of the best reversed residual to the best residual for a trusted direction (below it: ``"unknown"``).
+#: Calibrated on simulated stacks with and without envelopes (docs/results.md, axis section).
+MIN_DIRECTION_CONFIDENCE = 3.0
+#: Least direction confidence for telling a user that *stored* wavenumbers run the wrong way (a stored axis is
+#: evidence of its own, so contradicting it takes more).
+MIN_CONTRADICTION_CONFIDENCE = 4.0
 #: Least ratio of the best distinct same-direction residual to the best residual for a trusted calibration.
 MIN_CALIBRATION_CONFIDENCE = 1.2
 #: Least spectral contrast: baseline-free foreground spectrum rms / its noise (sd of the mean), over the frames.
 MIN_CONTRAST_TO_NOISE = 5.0
 #: Fewest frames for an estimate (a handful of samples per band).
 MIN_ESTIMATE_FRAMES = 12
+#: Raw spectral-focusing stacks carry a pulse-overlap envelope (a smooth gain over the frames,
+#: :mod:`scripts.simulation.envelope`), fitted jointly with the axis as ``exp(a·x + b·x²)`` (x from −1 at the first
+#: frame to 1 at the last, maximum 1): these slopes ``a`` and curvatures ``b`` on the coarse grid, refined around the
+#: best. ``a = b = 0`` is a power-normalised stack.
+ENVELOPE_SLOPES: tuple[float, ...] = tuple(np.linspace(-16.0, 16.0, 17))
+ENVELOPE_CURVATURES: tuple[float, ...] = (0.0, -1.5, -3.5, -6.5, -11.0)
+#: An envelope must earn its place: a fit's residual counts ``1 + ENVELOPE_PENALTY · (1 − least gain)`` times, so a
+#: power-normalised stack is not read through an envelope that fits its noise or its non-Raman background.
+ENVELOPE_PENALTY = 0.2
+#: At most this many frames enter the fit (neighbouring frames averaged).
+MAX_FIT_FRAMES = 64
 _TABLE_STEP = 0.5
 _TABLE_RANGE = (2300.0, 3700.0)
 
@@ -103,9 +120,10 @@ class ForegroundSpectrum:
     Attributes
     ----------
     spectrum : ndarray
-        (K,) mean spectrum of the brighter pixels minus the background spectrum, frame order.
+        (K,) mean spectrum of the brighter pixels minus the background spectrum, frame order; (G, K) for
+        G bands of brightness (``foreground_spectrum(grouped=True)``).
     noise : ndarray
-        (K,) standard error of ``spectrum`` (pixel scatter / √n).
+        Standard error of ``spectrum`` (pixel scatter / √n), same shape.
     pixels : int
         Number of foreground pixels averaged.
     """
@@ -120,8 +138,15 @@ def foreground_spectrum(
     max_pixels: int = MAX_PIXELS,
     foreground_percentile: float = FOREGROUND_PERCENTILE,
     background_percentile: float = BACKGROUND_PERCENTILE,
+    grouped: bool = False,
 ) -> ForegroundSpectrum:
     """Mean spectrum of the brighter pixels minus the median spectrum of the dimmest ones.
+
+    With ``grouped`` the pixels are split into bands of total intensity (:data:`GROUP_PERCENTILES`:
+    the brightest 3 %, mostly lipid droplets; the rest of the brightest 20 %; the 40th–80th
+    percentiles, mostly cytoplasm), one spectrum each, brightest first: a pulse-overlap envelope
+    multiplies them alike, their chemistry differs, which is what tells the two apart
+    (:func:`estimate_axis`).
 
     Parameters
     ----------
@@ -157,12 +182,24 @@ def foreground_spectrum(
     lo, hi = np.percentile(total, [background_percentile, foreground_percentile])
     background = np.median(pixels[total <= lo], axis=0)
     bright = pixels[total > hi] if np.any(total > hi) else pixels[total >= hi]
-    spectrum = bright.mean(axis=0) - background
-    # noise of the mean: the scatter of the pixels about their own smooth trend over the frames (offsets and
-    # brightness differences between pixels are not noise), divided by √n
     projector = _baseline_projector(k, min(BASELINE_DEGREE, max(k - 2, 0)))
-    noise = ((bright - bright.mean(axis=0)) @ projector).std(axis=0) / math.sqrt(bright.shape[0])
-    return ForegroundSpectrum(spectrum, noise, int(bright.shape[0]))
+    members = [bright]
+    if grouped:  # bands of brightness: the brightest pixels (lipid droplets), the rest of the bright ones, the middle
+        edges = np.percentile(total, GROUP_PERCENTILES)
+        members = [pixels[(total > lo) & (total <= hi)] for lo, hi in zip(edges[:-1], edges[1:], strict=True)][::-1]
+        members = [g for g in members if g.shape[0] >= 2] or [bright]
+
+    def mean_and_noise(group):
+        # noise of the mean: the scatter of the pixels about their own smooth trend over the frames (offsets and
+        # brightness differences between pixels are not noise), divided by √n
+        noise = ((group - group.mean(axis=0)) @ projector).std(axis=0) / math.sqrt(group.shape[0])
+        return group.mean(axis=0) - background, noise
+
+    if len(members) == 1:
+        spectrum, noise = mean_and_noise(bright)
+        return ForegroundSpectrum(spectrum, noise, int(bright.shape[0]))
+    parts = [mean_and_noise(g) for g in members]
+    return ForegroundSpectrum(np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts]), int(bright.shape[0]))
 
 
 @dataclass(frozen=True)
@@ -190,9 +227,13 @@ class AxisEstimate:
     composition : dict
         Fitted amounts of lipid, protein, DNA and water (relative to their sum).
     status : str
-        ``"confident"``, ``"ambiguous"`` or ``"no_chemistry"``.
+        ``"confident"``, ``"unknown"`` (the two directions fit about equally), ``"ambiguous"`` (direction
+        determined, calibration not) or ``"no_chemistry"``.
     message : str
         What was found, in words, for logs.
+    envelope : ndarray or None
+        (K,) the fitted pulse-overlap envelope over the frames, frame order, maximum 1 (all ones for a
+        power-normalised stack).
     """
 
     nominal: np.ndarray
@@ -207,6 +248,8 @@ class AxisEstimate:
     composition: dict[str, float] = field(default_factory=dict)
     status: str = "confident"
     message: str = ""
+    envelope: np.ndarray | None = None
+    misfit: float = math.nan
 
     @property
     def confident(self) -> bool:
@@ -216,7 +259,7 @@ class AxisEstimate:
     @property
     def direction_known(self) -> bool:
         """The spectrum fits C–H chemistry and tells which way the frames run."""
-        return self.status != "no_chemistry" and self.direction_confidence >= MIN_DIRECTION_CONFIDENCE
+        return self.status in ("confident", "ambiguous")
 
     def summary(self) -> dict[str, object]:
         """Plain values for tables and metadata (no arrays)."""
@@ -297,13 +340,6 @@ def _candidate_axes(nominal: np.ndarray, shifts: np.ndarray, scales: np.ndarray,
     return centre + sh.reshape(-1, 1) + sign * sc.reshape(-1, 1) * u[None, :]
 
 
-def _fit(axes: np.ndarray, projector: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    refs = _references(axes)  # (N, K, M)
-    n, k, m = refs.shape
-    design = (projector @ refs.transpose(1, 0, 2).reshape(k, n * m)).reshape(k, n, m).transpose(1, 0, 2)
-    return _nnls_batch(design, target)
-
-
 def _band_mask(axis: np.ndarray) -> np.ndarray:
     inside = (axis >= BAND_REGION[0]) & (axis <= BAND_REGION[1])
     return inside if inside.sum() >= 2 else np.ones_like(inside)
@@ -367,57 +403,96 @@ def estimate_axis(
 
 
 def _estimate_axis(stack, nominal, shift_range, scale_range, baseline_degree, tolerance) -> AxisEstimate:
-    fg = stack if isinstance(stack, ForegroundSpectrum) else foreground_spectrum(stack)
-    k = fg.spectrum.size
+    fg = stack if isinstance(stack, ForegroundSpectrum) else foreground_spectrum(stack, grouped=True)
+    spectra = np.atleast_2d(fg.spectrum)
+    noise_k = np.atleast_2d(fg.noise)
+    k = spectra.shape[1]
     nominal = assumed_wavenumbers(k, CANONICAL_RANGE) if nominal is None else np.asarray(nominal, np.float64)
     if nominal.shape != (k,):
         raise ValueError(f"nominal axis has {nominal.size} values for a spectrum of {k} frames.")
-    projector = _baseline_projector(k, min(baseline_degree, max(k - 2, 0)))
-    target = projector @ fg.spectrum
-    noise = float(np.sqrt(np.mean(fg.noise**2)))
-    level = float(np.mean(np.abs(fg.spectrum)))
-    rms = float(np.sqrt(np.mean(target**2)))
-    # identical frames leave only rounding errors once the baseline is removed: no contrast at all
-    contrast = 0.0 if rms <= 1e-6 * level or rms == 0 else rms / noise if noise > 0 else math.inf
+    # long stacks: neighbouring frames averaged (the bands are 15–40 cm⁻¹ wide, far wider than a frame)
+    bins = np.array_split(np.arange(k), min(k, MAX_FIT_FRAMES))
+    binned_axis = np.array([nominal[b].mean() for b in bins])
+    targets = np.stack([spectra[:, b].mean(axis=1) for b in bins], axis=1)  # (T, Kb)
+    noise_b = np.stack([np.sqrt((noise_k[:, b] ** 2).mean(axis=1) / b.size) for b in bins], axis=1)
+    kb = binned_axis.size
+    degree = min(baseline_degree, max(kb - 2, 0))
+    shapes = _envelope_shapes(kb, ENVELOPE_SLOPES, ENVELOPE_CURVATURES)
+    flat = _baseline_projector(kb, degree)
+    flat_target = targets @ flat
+    level = float(np.mean(np.abs(targets)))
+    noise = float(np.sqrt(np.mean(noise_b**2)))
     scale_range = (1.0, 1.0) if scale_range is None else tuple(scale_range)
-    # coarse grid: shifts every 4 cm⁻¹, scales every ~4 %; then a fine grid around the best of each direction
-    coarse_shifts = np.arange(shift_range[0], shift_range[1] + 1e-9, 4.0)
-    n_scales = max(1, round(math.log(scale_range[1] / scale_range[0]) / math.log(1.04)) + 1)
+    # coarse grid (shifts every 8 cm⁻¹, scales every ~15 %, every envelope shape), then a fine grid (shifts every
+    # 1 cm⁻¹, scales every ~4 %, neighbouring envelope shapes) around the best of each direction
+    coarse_shifts = np.arange(shift_range[0], shift_range[1] + 1e-9, 8.0)
+    coarse_shifts = np.unique(np.append(coarse_shifts, np.clip(0.0, *shift_range)))
+    n_scales = max(1, round(math.log(scale_range[1] / scale_range[0]) / math.log(1.15)) + 1)
     coarse_scales = np.geomspace(scale_range[0], scale_range[1], n_scales)
     results = {}
     for sign in (1.0, -1.0):
-        axes = _candidate_axes(nominal, coarse_shifts, coarse_scales, sign)
-        ssr, _ = _fit(axes, projector, target)
+        axes = _candidate_axes(binned_axis, coarse_shifts, coarse_scales, sign)
+        ssr, shape_of = _fit_with_envelopes(axes, shapes, targets, degree)
         i = int(np.argmin(ssr))
         s0, c0 = coarse_shifts[i // coarse_scales.size], coarse_scales[i % coarse_scales.size]
-        fine_shifts = np.clip(np.arange(s0 - 4.0, s0 + 4.0 + 1e-9, 0.5), *shift_range)
-        fine_scales = np.clip(c0 * np.geomspace(1 / 1.04, 1.04, 9), *scale_range)
-        fine_axes = _candidate_axes(nominal, np.unique(fine_shifts), np.unique(fine_scales), sign)
-        fine_ssr, fine_coef = _fit(fine_axes, projector, target)
-        j = int(np.argmin(fine_ssr))
-        results[sign] = (axes, ssr, fine_axes[j], float(fine_ssr[j]), fine_coef[j])
+        a0, b0 = shapes.params[shape_of[i]]
+        # two refinements: shifts ±8 every 1 cm⁻¹, scales ±16 % and the neighbouring envelopes; then ±1.5 every
+        # 0.5 cm⁻¹, scales ±4 %, finer envelope steps
+        for half, step, ratio, da, db in ((8.0, 1.0, 1.16, 0.75, 1.0), (1.5, 0.5, 1.04, 0.25, 0.3)):
+            fine_shifts = np.unique(np.clip(np.arange(s0 - half, s0 + half + 1e-9, step), *shift_range))
+            fine_scales = np.unique(np.clip(c0 * np.geomspace(1 / ratio, ratio, 9), *scale_range))
+            fine_shapes = _envelope_shapes(
+                kb, a0 + np.array([-da, 0.0, da]), np.unique(np.minimum(b0 + np.array([-db, 0.0, db]), 0.0))
+            )
+            fine_axes = _candidate_axes(binned_axis, fine_shifts, fine_scales, sign)
+            fine_ssr, fine_shape_of, fine_coef = _fit_with_envelopes(fine_axes, fine_shapes, targets, degree, coef=True)
+            j = int(np.argmin(fine_ssr))
+            s0, c0 = fine_shifts[j // fine_scales.size], fine_scales[j % fine_scales.size]
+            a0, b0 = fine_shapes.params[fine_shape_of[j]]
+        results[sign] = (axes, ssr, fine_axes[j], float(fine_ssr[j]), fine_coef[j], fine_shapes, fine_shape_of[j])
     sign = 1.0 if results[1.0][3] <= results[-1.0][3] else -1.0
-    axes, ssr, best_axis, best_ssr, coef = results[sign]
+    axes, ssr, best_binned, best_ssr, coef, best_shapes, best_shape = results[sign]
     other_ssr = results[-sign][3]
-    mask = _band_mask(best_axis)
-    distinct = np.max(np.abs(axes[:, mask] - best_axis[mask]), axis=1) > tolerance
+    mask = _band_mask(best_binned)
+    distinct = np.max(np.abs(axes[:, mask] - best_binned[mask]), axis=1) > tolerance
     alt_ssr = float(ssr[distinct].min()) if distinct.any() else math.inf
-    total = float(target @ target)
+    # the chemistry's share of what the envelope alone leaves unexplained, and the contrast that is left
+    free = _free_projector(kb, degree, best_shapes.gains[best_shape])
+    free_target = targets @ free
+    total = float(np.sum(free_target**2))
     r2 = 1.0 - best_ssr / total if total > 0 else 0.0
+    rms = float(np.sqrt(np.mean(free_target**2)))
+    flat_rms = float(np.sqrt(np.mean(flat_target**2)))
+    contrast = 0.0 if flat_rms <= 1e-6 * level or rms == 0 else rms / noise if noise > 0 else math.inf
+    flat_contrast = 0.0 if flat_rms <= 1e-6 * level else flat_rms / noise if noise > 0 else math.inf
     floor = max(best_ssr, 1e-12 * total, 1e-300)
     direction_confidence = other_ssr / floor
     calibration_confidence = alt_ssr / floor
+    centre_b = 0.5 * (binned_axis[0] + binned_axis[-1])
+    span_b = binned_axis[-1] - binned_axis[0]
+    shift = 0.5 * (best_binned[0] + best_binned[-1]) - centre_b
+    scale = abs(best_binned[-1] - best_binned[0]) / abs(span_b) if span_b else 1.0
     centre = 0.5 * (nominal[0] + nominal[-1])
-    span = nominal[-1] - nominal[0]
-    shift = 0.5 * (best_axis[0] + best_axis[-1]) - centre
-    scale = abs(best_axis[-1] - best_axis[0]) / abs(span) if span else 1.0
+    best_axis = centre + shift + sign * scale * (nominal - centre)
+    a, b = best_shapes.params[best_shape]
+    x = np.linspace(-1.0, 1.0, k)
+    envelope = np.exp(a * x + b * x**2)
+    envelope /= envelope.max()
     composition = {c: float(v) for c, v in zip(CONSTITUENTS, coef / max(coef.sum(), 1e-30), strict=True)}
     status, message = _verdict(
-        k, r2, contrast, direction_confidence, calibration_confidence, best_axis, sign < 0, composition
+        k,
+        r2,
+        (flat_contrast, contrast),
+        direction_confidence,
+        calibration_confidence,
+        best_axis,
+        sign < 0,
+        composition,
+        envelope,
     )
     return AxisEstimate(
         nominal=nominal.copy(),
-        wavenumbers=best_axis.copy(),
+        wavenumbers=best_axis,
         reversed=sign < 0,
         shift=float(shift),
         scale=float(scale),
@@ -428,39 +503,111 @@ def _estimate_axis(stack, nominal, shift_range, scale_range, baseline_degree, to
         composition=composition,
         status=status,
         message=message,
+        envelope=envelope,
+        misfit=float(best_ssr / max(float(np.sum(noise_b**2)), 1e-300)),
     )
+
+
+@dataclass(frozen=True)
+class _Shapes:
+    params: np.ndarray  # (S, 2) slope and curvature of the log-gain
+    gains: np.ndarray  # (S, Kb) gains, maximum 1
+
+
+def _envelope_shapes(k: int, slopes: Sequence[float], curvatures: Sequence[float]) -> _Shapes:
+    """Envelopes ``exp(a·x + b·x²)`` (x from −1 at the first frame to 1 at the last), each scaled to a maximum of 1."""
+    params = np.array([(a, b) for a in slopes for b in curvatures], np.float64).reshape(-1, 2)
+    x = np.linspace(-1.0, 1.0, k)
+    log_gain = params[:, :1] * x + params[:, 1:] * x**2
+    return _Shapes(params, np.exp(log_gain - log_gain.max(axis=1, keepdims=True)))
+
+
+def _free_projector(k: int, degree: int, envelope: np.ndarray) -> np.ndarray:
+    """(K, K) projector onto the complement of the polynomials of ``degree`` and the envelope itself (the free,
+    chemistry-less part of the model: offsets, a slope and non-Raman background shaped like the pulse overlap)."""
+    x = np.linspace(-1.0, 1.0, k)
+    basis = np.stack([x**d for d in range(degree + 1)] + [envelope], axis=1)
+    u, sv, _ = np.linalg.svd(basis, full_matrices=False)
+    q = u[:, sv > 1e-8 * sv[0]]
+    return np.eye(k) - q @ q.T
+
+
+def _fit_with_envelopes(axes: np.ndarray, shapes: _Shapes, targets: np.ndarray, degree: int, coef: bool = False):
+    """Best residual over the envelope shapes for every candidate axis, the spectra ``targets`` (T, K) fitted jointly
+    (one envelope for all of them, chemistry and free part each their own); residuals weighted by
+    :data:`ENVELOPE_PENALTY`.
+
+    Returns (SSR (N,), index of the best shape (N,)[, summed coefficients of the best (N, M)]).
+    """
+    refs = _references(axes)  # (N, K, M)
+    n, k, m = refs.shape
+    best = np.full(n, np.inf)
+    best_shape = np.zeros(n, np.int64)
+    best_coef = np.zeros((n, m))
+    for s, gain in enumerate(shapes.gains):
+        projector = _free_projector(k, degree, gain)
+        weighted = (gain[:, None, None] * refs.transpose(1, 0, 2)).reshape(k, n * m)
+        design = (projector @ weighted).reshape(k, n, m).transpose(1, 0, 2)
+        total = np.zeros(n)
+        summed = np.zeros((n, m))
+        for target in targets:
+            ssr, c = _nnls_batch(design, projector @ target)
+            total += ssr
+            summed += c
+        total *= 1.0 + ENVELOPE_PENALTY * (1.0 - float(gain.min()))
+        better = total < best
+        best = np.where(better, total, best)
+        best_shape = np.where(better, s, best_shape)
+        if coef:
+            best_coef = np.where(better[:, None], summed, best_coef)
+    return (best, best_shape, best_coef) if coef else (best, best_shape)
 
 
 def _verdict(
     k: int,
     r2: float,
-    contrast: float,
+    contrasts: tuple[float, float],
     direction_confidence: float,
     calibration_confidence: float,
     axis: np.ndarray,
     reversed_: bool,
     composition: dict[str, float],
+    envelope: np.ndarray,
 ) -> tuple[str, str]:
+    peak = int(np.argmax(envelope))
+    shape = (
+        "no envelope"
+        if float(envelope.min()) > 0.9
+        else f"an envelope over the frames peaking at frame {peak} ({float(envelope.min()):.2f}–1)"
+    )
     found = (
         f"frames {'reversed' if reversed_ else 'in the nominal order'}, {axis[0]:.0f}–{axis[-1]:.0f} cm⁻¹; fit "
         f"R²={r2:.3f}, direction confidence {direction_confidence:.2f} (residual ratio of the best reversed axis), "
         f"calibration confidence {calibration_confidence:.2f}; lipid {composition['lipid']:.2f}, protein "
-        f"{composition['protein']:.2f}, DNA {composition['dna']:.2f}, water {composition['water']:.2f}"
+        f"{composition['protein']:.2f}, DNA {composition['dna']:.2f}, water {composition['water']:.2f}; {shape}"
     )
     if k < MIN_ESTIMATE_FRAMES:
-        return "ambiguous", f"{k} frames are too few to recognise C–H bands (need {MIN_ESTIMATE_FRAMES})"
+        return "unknown", f"{k} frames are too few to recognise C–H bands (need {MIN_ESTIMATE_FRAMES})"
+    flat_contrast, contrast = contrasts
+    if flat_contrast < MIN_CONTRAST_TO_NOISE:
+        return "no_chemistry", (
+            f"it looks like noise or one image repeated: the foreground spectrum has no spectral contrast above "
+            f"noise (contrast/noise {flat_contrast:.1f} < {MIN_CONTRAST_TO_NOISE:g})"
+        )
     if contrast < MIN_CONTRAST_TO_NOISE:
         return "no_chemistry", (
-            f"the foreground spectrum has no spectral contrast above noise (contrast/noise {contrast:.1f} < "
-            f"{MIN_CONTRAST_TO_NOISE:g}): are all frames the same image, or is the stack noise?"
+            f"it looks like a smooth, featureless spectrum: one broad hump or ramp over the frames and no Raman "
+            f"bands above noise (contrast/noise {contrast:.1f} < {MIN_CONTRAST_TO_NOISE:g} once the envelope is "
+            "fitted): the silent region (1800–2700 cm⁻¹), a fluorescence or transmission stack rather than C–H?"
         )
     if r2 < MIN_R2:
         return "no_chemistry", (
-            f"the foreground spectrum fits no C–H chemistry (best lipid/protein/DNA/water fit explains R²={r2:.2f} "
-            f"< {MIN_R2:g}): is this a C–H (2800–3050 cm⁻¹) stack, e.g. not the fingerprint region, and not noise?"
+            f"it looks like Raman bands of another spectral region: the spectrum fits no C–H chemistry (the best "
+            f"lipid/protein/DNA/water fit on any axis, envelope included, explains R²={r2:.2f} < {MIN_R2:g}); the "
+            "fingerprint region (1500–1800 cm⁻¹) rather than C–H (2800–3050 cm⁻¹)?"
         )
     if direction_confidence < MIN_DIRECTION_CONFIDENCE:
-        return "ambiguous", f"the direction is not determined: {found}"
+        return "unknown", f"the two directions fit about equally: {found}"
     if calibration_confidence < MIN_CALIBRATION_CONFIDENCE:
         return "ambiguous", f"the direction is determined but the calibration is not: {found}"
     return "confident", found
@@ -616,13 +763,23 @@ def _check_without_axis(stack: np.ndarray, assumed: np.ndarray, tolerance: float
             f"evenly spaced {wn[0]:g}–{wn[-1]:g} cm⁻¹ in frame order; store the wavenumbers if you know them.",
             est,
         )
-    return AxisCheck(
+    if assumed.size < MIN_ESTIMATE_FRAMES:
+        return AxisCheck(
+            assumed,
+            "assumed",
+            logging.WARNING,
+            f"{lead} its spectrum cannot tell the axis ({est.message}). ASSUMING the documented default, evenly "
+            f"spaced {assumed[0]:g}–{assumed[-1]:g} cm⁻¹ in frame order; store the wavenumbers (sidecar <stem>.json) "
+            "or set assumed_wavenumber_range if this is wrong.",
+            est,
+        )
+    return AxisCheck(  # the two directions fit about equally: nothing points at the default being wrong
         assumed,
         "assumed",
-        logging.WARNING,
-        f"{lead} its spectrum does not determine the axis ({est.message}). Falling back to the documented "
-        f"assumption, ASSUMING evenly spaced {assumed[0]:g}–{assumed[-1]:g} cm⁻¹ in frame order; store the wavenumbers "
-        "(sidecar <stem>.json) or set assumed_wavenumber_range if this is wrong.",
+        logging.INFO,
+        f"{lead} the direction is unknown, its spectrum does not determine the axis ({est.message}). Using the "
+        f"documented default, evenly spaced {assumed[0]:g}–{assumed[-1]:g} cm⁻¹ in frame order; store the "
+        "wavenumbers (sidecar <stem>.json) or set assumed_wavenumber_range if this is wrong.",
         est,
     )
 
@@ -639,7 +796,7 @@ def _check_stored_axis(stack: np.ndarray, stored: np.ndarray, tolerance: float, 
             "this stack is not to be trusted.",
             est,
         )
-    if est.direction_known and est.reversed:
+    if est.direction_known and est.reversed and est.direction_confidence >= MIN_CONTRADICTION_CONFIDENCE:
         return AxisCheck(
             stored,
             "reversed",
@@ -650,7 +807,7 @@ def _check_stored_axis(stack: np.ndarray, stored: np.ndarray, tolerance: float, 
             est,
         )
     off = axis_disagreement(est.wavenumbers, stored)
-    if est.confident and off > tolerance:
+    if est.confident and not est.reversed and off > tolerance:
         return AxisCheck(
             stored,
             "miscalibrated",
@@ -660,7 +817,7 @@ def _check_stored_axis(stack: np.ndarray, stored: np.ndarray, tolerance: float, 
             f"{est.wavenumbers[-1]:.0f} cm⁻¹ ({est.message}). The stored axis is used; check the calibration.",
             est,
         )
-    if not est.direction_known or not est.confident:
+    if not est.direction_known or not est.confident or est.reversed:
         return AxisCheck(
             stored,
             "unchecked",
