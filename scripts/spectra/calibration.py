@@ -186,7 +186,7 @@ def foreground_spectrum(
     members = [bright]
     if grouped:  # bands of brightness: the brightest pixels (lipid droplets), the rest of the bright ones, the middle
         edges = np.percentile(total, GROUP_PERCENTILES)
-        members = [pixels[(total > lo) & (total <= hi)] for lo, hi in zip(edges[:-1], edges[1:], strict=True)][::-1]
+        members = [pixels[(total > lo) & (total <= hi)] for lo, hi in itertools.pairwise(edges)][::-1]
         members = [g for g in members if g.shape[0] >= 2] or [bright]
 
     def mean_and_noise(group):
