@@ -21,6 +21,7 @@ SECTIONS = (
     "instruments",
     "cells",
     "axis",
+    "envelope",
     "shipped",
     "qc",
     "onnx_runtime",

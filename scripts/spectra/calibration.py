@@ -234,6 +234,10 @@ class AxisEstimate:
     envelope : ndarray or None
         (K,) the fitted pulse-overlap envelope over the frames, frame order, maximum 1 (all ones for a
         power-normalised stack).
+    envelope_params : (float, float)
+        Its slope and curvature (:func:`fitted_envelope`).
+    misfit : float
+        Residual of the best fit / the noise it would leave if the model were exact (a reduced χ²).
     """
 
     nominal: np.ndarray
@@ -249,6 +253,7 @@ class AxisEstimate:
     status: str = "confident"
     message: str = ""
     envelope: np.ndarray | None = None
+    envelope_params: tuple[float, float] = (0.0, 0.0)
     misfit: float = math.nan
 
     @property
@@ -273,6 +278,8 @@ class AxisEstimate:
             "axis_r2": round(float(self.r2), 4),
             "axis_direction_confidence": _rounded(self.direction_confidence),
             "axis_calibration_confidence": _rounded(self.calibration_confidence),
+            "axis_envelope_slope": round(self.envelope_params[0], 4),
+            "axis_envelope_curvature": round(self.envelope_params[1], 4),
         }
 
 
@@ -474,10 +481,8 @@ def _estimate_axis(stack, nominal, shift_range, scale_range, baseline_degree, to
     scale = abs(best_binned[-1] - best_binned[0]) / abs(span_b) if span_b else 1.0
     centre = 0.5 * (nominal[0] + nominal[-1])
     best_axis = centre + shift + sign * scale * (nominal - centre)
-    a, b = best_shapes.params[best_shape]
-    x = np.linspace(-1.0, 1.0, k)
-    envelope = np.exp(a * x + b * x**2)
-    envelope /= envelope.max()
+    a, b = (float(v) for v in best_shapes.params[best_shape])
+    envelope = fitted_envelope(k, a, b)
     composition = {c: float(v) for c, v in zip(CONSTITUENTS, coef / max(coef.sum(), 1e-30), strict=True)}
     status, message = _verdict(
         k,
@@ -504,8 +509,23 @@ def _estimate_axis(stack, nominal, shift_range, scale_range, baseline_degree, to
         status=status,
         message=message,
         envelope=envelope,
+        envelope_params=(a, b),
         misfit=float(best_ssr / max(float(np.sum(noise_b**2)), 1e-300)),
     )
+
+
+def fitted_envelope(num_frames: int, slope: float, curvature: float) -> np.ndarray:
+    """The envelope ``exp(slope·x + curvature·x²)`` over ``num_frames`` frames (x from −1 at the first frame to 1 at
+    the last), scaled to a maximum of 1: the form the axis fit gives a pulse-overlap envelope in.
+
+    Examples
+    --------
+    >>> fitted_envelope(5, 0.0, -2.0).round(3).tolist()
+    [0.135, 0.607, 1.0, 0.607, 0.135]
+    """
+    x = np.linspace(-1.0, 1.0, num_frames)
+    log_gain = slope * x + curvature * x**2
+    return np.exp(log_gain - log_gain.max())
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ Preprocessing (deterministic):
 - :class:`SubtractSpectralBackground` — remove the detector offset, or the whole spatially
   uniform background spectrum (offset + water + non-Raman background) estimated from the dimmest pixels.
 - :class:`NormalizeSpectralIntensity` — robust per-image scaling by intensity percentiles.
+- :class:`DivideSpectralEnvelope` — divide out the pulse-overlap envelope the axis check fitted (raw
+  spectral-focusing stacks).
 
 Training augmentations that mimic real instrument variation (random; apply after normalisation):
 
@@ -337,6 +339,39 @@ class SubtractSpectralBackground(Transform):
         img = convert_to_tensor(img, track_meta=get_track_meta(), dtype=torch.float32)
         _check_stack(img, source)
         return img - self.background(img)
+
+
+class DivideSpectralEnvelope(Transform):
+    """Divide out the pulse-overlap envelope that the reader's axis check fitted (raw spectral-focusing stacks).
+
+    The reader (:mod:`scripts.io.reader`, :func:`scripts.spectra.calibration.check_axis`) fits a smooth
+    multiplicative gain over the frames jointly with the axis and records it as ``axis_envelope_slope`` and
+    ``axis_envelope_curvature`` in the image's metadata; each frame is divided by that gain (at least
+    ``floor``, so that frames the pulses hardly overlap in are not blown up into noise). Apply before
+    :class:`SpectralResample` (the gain is over the stored frames). Stacks without the keys (axis check off) or
+    whose spectrum fits no C–H chemistry are returned unchanged.
+
+    Args:
+        floor: least gain divided by (default 0.1).
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(self, floor: float = 0.1):
+        if not 0 < floor <= 1:
+            raise ValueError(f"floor must be in (0, 1], got {floor}.")
+        self.floor = float(floor)
+
+    def __call__(self, img: Any) -> torch.Tensor:
+        from scripts.spectra.calibration import fitted_envelope
+
+        meta = img.meta if isinstance(img, MetaTensor) else {}
+        img = convert_to_tensor(img, track_meta=get_track_meta(), dtype=torch.float32)
+        if "axis_envelope_slope" not in meta or meta.get("axis_status") == "no_chemistry":
+            return img
+        slope, curvature = float(meta["axis_envelope_slope"]), float(meta["axis_envelope_curvature"])
+        gain = np.maximum(fitted_envelope(img.shape[0], slope, curvature), self.floor)
+        return img / torch.as_tensor(gain, dtype=img.dtype, device=img.device).view(-1, 1, 1)
 
 
 class NormalizeSpectralIntensity(Transform):

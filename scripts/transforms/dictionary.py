@@ -12,6 +12,7 @@ from monai.data.meta_obj import get_track_meta
 from monai.transforms import MapTransform, RandomizableTransform, Transform
 from monai.utils import convert_to_tensor
 from scripts.transforms.array import (
+    DivideSpectralEnvelope,
     NormalizeSpectralIntensity,
     RandSpectralEnvelope,
     RandSpectralGainDrift,
@@ -78,6 +79,12 @@ class SubtractSpectralBackgroundd(_SpectralDict):
     """Dictionary version of :class:`SubtractSpectralBackground` (same keyword arguments)."""
 
     transform_class = SubtractSpectralBackground
+
+
+class DivideSpectralEnveloped(_SpectralDict):
+    """Dictionary version of :class:`DivideSpectralEnvelope` (same keyword arguments)."""
+
+    transform_class = DivideSpectralEnvelope
 
 
 class NormalizeSpectralIntensityd(_SpectralDict):
