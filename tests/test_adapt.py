@@ -70,7 +70,7 @@ def test_agreement_is_dice_per_class_and_nan_without_the_class():
     scores = agreement(np.array([[1, 1, 2, 0]]), np.array([[1, 0, 2, 0]]))
     assert scores == {"nucleus": pytest.approx(2 / 3), "lipid_droplet": 1.0}
     assert np.isnan(agreement(np.array([[1]]), np.array([[0]]))["nucleus"])
-    assert mean_agreement([scores, {"nucleus": float("nan"), "lipid_droplet": 0.0}]) == pytest.approx((2 / 3 + 1) / 3)
+    assert mean_agreement([scores, {"nucleus": float("nan"), "lipid_droplet": 0.0}]) == pytest.approx((5 / 6 + 0) / 2)
 
 
 def test_ignored_pixels_leave_the_loss_as_if_they_were_not_there():

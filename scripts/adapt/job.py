@@ -23,7 +23,8 @@ The job composes the bundle's own workflows; each step is one of them with a few
    stacks it never trained on. ``max_epochs`` and ``time_limit_s`` bound it (``O/train``).
 6. **After**: ``configs/inference.yaml`` with the fine-tuned weights on every stack (``O/after``).
 7. **Selection**: the criterion is the mean Dice of the network's labels against the phasor's on
-   the held-out stacks (both classes, stacks whose phasor passed its own QC). It is agreement with
+   the held-out stacks (stacks whose phasor passed its own QC; per stack the mean over the classes the
+   phasor found, then the mean over stacks: the fine-tuning's validation metric). It is agreement with
    an independent method, **not accuracy**: there is no truth in an unlabelled folder. The
    fine-tuned weights are kept only when they raise it by at least ``min_improvement``; otherwise
    ``O/models/model.pt`` is a copy of the shipped weights.

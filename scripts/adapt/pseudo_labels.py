@@ -114,6 +114,12 @@ def agreement(prediction: np.ndarray, reference: np.ndarray) -> dict[str, float]
 
 
 def mean_agreement(scores: list[dict[str, float]]) -> float:
-    """Mean of the defined Dice values of several stacks and both classes (NaN when none is defined)."""
-    values = [v for s in scores for v in s.values() if not math.isnan(v)]
-    return float(np.mean(values)) if values else math.nan
+    """Mean over stacks of each stack's mean over its defined classes, as MONAI's ``MeanDice`` averages (NaN if none).
+
+    Examples
+    --------
+    >>> mean_agreement([{"nucleus": 0.0, "lipid_droplet": math.nan}, {"nucleus": 0.2, "lipid_droplet": 0.6}])
+    0.2
+    """
+    per_stack = [np.mean(v) for v in ([x for x in s.values() if not math.isnan(x)] for s in scores) if v]
+    return round(float(np.mean(per_stack)), 12) if per_stack else math.nan
