@@ -30,7 +30,8 @@ def test_envelope_shapes_follow_the_raman_shift_axis_whatever_the_frame_order():
     skewed = envelope_gain(Envelope("bell", centre=0.5, fwhm=0.4, skew=0.5), wn)
     assert skewed[75] > skewed[25]  # the high side is wider
     ramp = envelope_gain(Envelope("ramp", ramp_ratio=0.1), wn)
-    assert np.all(np.diff(ramp) < 0) and ramp[-1] / ramp[0] == pytest.approx(0.1)
+    assert np.all(np.diff(ramp) < 0)
+    assert ramp[-1] / ramp[0] == pytest.approx(0.1)
 
 
 def test_envelope_draws_stay_in_their_ranges_and_repeat_with_the_seed():
@@ -40,7 +41,8 @@ def test_envelope_draws_stay_in_their_ranges_and_repeat_with_the_seed():
     assert 0.1 < 1 - len(bells) / len(draws) < 0.3  # ramps at ramp_probability 0.2
     assert all(ranges.centre[0] <= e.centre <= ranges.centre[1] for e in bells)
     assert all(ranges.fwhm[0] <= e.fwhm <= ranges.fwhm[1] for e in bells)
-    assert min(e.fwhm for e in bells) < 0.5 and max(e.fwhm for e in bells) > 2.5
+    assert min(e.fwhm for e in bells) < 0.5
+    assert max(e.fwhm for e in bells) > 2.5
     assert draws[7] == draw_envelope(np.random.default_rng([3, 7]), ranges)
     assert draw_envelope(np.random.default_rng(0), EnvelopeRanges(probability=0.0)) is None
 
@@ -48,21 +50,27 @@ def test_envelope_draws_stay_in_their_ranges_and_repeat_with_the_seed():
 def test_raw_preset_is_8_bit_unstored_and_enveloped_and_the_same_seed_gives_the_same_stack(tmp_path):
     a = simulate_phantom(5, 64, 64, preset="raw_spectral_focusing")
     b = simulate_phantom(5, 64, 64, preset="raw_spectral_focusing")
-    assert np.array_equal(a.stack, b.stack) and np.array_equal(a.counts, b.counts)
-    assert a.counts.dtype == np.uint8 and a.params["bit_depth"] == 8
+    assert np.array_equal(a.stack, b.stack)
+    assert np.array_equal(a.counts, b.counts)
+    assert a.counts.dtype == np.uint8
+    assert a.params["bit_depth"] == 8
     assert 50 <= a.params["frames"] <= 120
-    assert a.params["envelope"] in ("bell", "ramp") and a.params["wavenumbers_stored"] is False
-    assert a.params["dark_offset_levels"] >= 0.01 * 255 and a.counts.min() > 0  # the dark offset lifts zero
+    assert a.params["envelope"] in ("bell", "ramp")
+    assert a.params["wavenumbers_stored"] is False
+    assert a.params["dark_offset_levels"] >= 0.01 * 255
+    assert a.counts.min() > 0
     # the same scene without its envelope: identical labels, a different spectrum
     flat = simulate_phantom(5, 64, 64, preset="raw_spectral_focusing", apply_envelope=False)
-    assert np.array_equal(flat.labels, a.labels) and not np.array_equal(flat.stack, a.stack)
+    assert np.array_equal(flat.labels, a.labels)
+    assert not np.array_equal(flat.stack, a.stack)
     # on disk: the digitiser's own levels, no wavenumbers (the reader infers the axis)
     simulate_dataset(tmp_path, 2, 3, 48, 48, preset="raw_spectral_focusing", file_format="tif", dtype="native")
     for f in sorted((tmp_path / "images").iterdir()):
         stack, meta = read_hsrs(f)
         assert meta["wavenumbers_source"] != "file"
         assert meta["axis_check"] in ("inferred", "inferred_direction", "assumed", "no_chemistry")
-        assert np.array_equal(stack, np.round(stack)) and stack.max() <= 255
+        assert np.array_equal(stack, np.round(stack))
+        assert stack.max() <= 255
 
 
 def test_the_envelope_multiplies_the_raman_signal_and_moves_the_background_to_zero_delay():
@@ -83,7 +91,8 @@ def test_organism_scenes_are_an_elongated_body_packed_with_droplets():
     ph = simulate_phantom(2, 192, 192, preset=preset)
     assert ph.params["scene"] == "organism"
     body = ph.cells > 0
-    assert 0.1 < body.mean() < 0.95 and not body.all()
+    assert 0.1 < body.mean() < 0.95
+    assert not body.all()
     assert (ph.labels == 2)[body].mean() > 0.05  # densely packed droplets
     assert (ph.labels == 1).mean() < (ph.labels == 2).mean()  # nuclei faint or absent
     assert ph.params["lumen_width_um"] > 0
@@ -109,9 +118,12 @@ def test_a_spectrum_symmetric_in_the_frame_order_gets_unknown_and_one_info_line(
     with caplog.at_level(logging.DEBUG):
         blind = check_axis(stack, None, source="sym.tif")
         stored = check_axis(stack, np.linspace(3050, 2800, 64), source="sym.tif")
-    assert blind.flag == "assumed" and blind.level == logging.INFO and "unknown" in blind.message
+    assert blind.flag == "assumed"
+    assert blind.level == logging.INFO
+    assert "unknown" in blind.message
     np.testing.assert_allclose(blind.wavenumbers, np.linspace(2800, 3050, 64))  # the documented default
-    assert stored.flag == "unchecked" and stored.level == logging.INFO
+    assert stored.flag == "unchecked"
+    assert stored.level == logging.INFO
     np.testing.assert_allclose(stored.wavenumbers, np.linspace(3050, 2800, 64))  # the stored axis is used
     assert "WRONG WAY" not in stored.message
 
@@ -133,7 +145,8 @@ def test_the_axis_fit_finds_a_strong_envelope_and_the_direction_through_it():
     clean = np.tensordot(spectra[:, :2], maps, axes=1)
     stack = gain[:, None, None] * clean + 0.1 + np.random.default_rng(1).normal(0, 0.003, (80, 40, 40))
     est = estimate_axis(stack.astype(np.float32), wn)
-    assert est.reversed and est.status in ("confident", "ambiguous"), est.message
+    assert est.reversed, est.message
+    assert est.status in ("confident", "ambiguous"), est.message
     assert est.envelope.min() < 0.3  # an envelope is found (its shape trades off against the chemistry a little)
     assert abs(int(np.argmax(est.envelope)) - int(np.argmax(gain))) <= 10
 
@@ -157,5 +170,6 @@ def test_rand_spectral_envelope_is_a_seeded_gain_of_at_most_one():
     t.set_random_state(4)
     b = t(torch.ones(64, 3, 3))
     assert torch.equal(a, b)
-    assert float(a.max()) == pytest.approx(1.0) and float(a.min()) >= 0
+    assert float(a.max()) == pytest.approx(1.0)
+    assert float(a.min()) >= 0
     assert torch.equal(RandSpectralEnvelope(prob=0.0)(torch.ones(8, 2, 2)), torch.ones(8, 2, 2))
