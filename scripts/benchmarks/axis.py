@@ -251,7 +251,7 @@ def window_dice(num: int, size: int) -> dict:
     from scripts.spectra.calibration import check_axis
     from scripts.transforms.array import NormalizeSpectralIntensity, SpectralResample
 
-    weights = os.path.join(os.path.dirname(__file__), "..", "..", "models", "model.pt")
+    weights = REPO_WEIGHTS
     network = inference_network()  # as configs/inference.yaml builds it
     network.load_state_dict(torch.load(weights, map_location="cpu"))
     network.eval()
@@ -295,6 +295,15 @@ def window_dice(num: int, size: int) -> dict:
     return rows
 
 
+REPO_WEIGHTS = os.path.join(os.path.dirname(__file__), "..", "..", "models", "model.pt")
+
+
+def _md5(path: str) -> str:
+    import hashlib
+
+    return hashlib.md5(open(path, "rb").read()).hexdigest()[:8]
+
+
 def _pct(values: list[bool]) -> str:
     return f"{100 * sum(values) / len(values):.1f} % ({sum(values)}/{len(values)})" if values else "–"
 
@@ -303,9 +312,9 @@ def run(quick: bool = False) -> SectionResult:
     """Measure the axis estimate, the check's verdicts, its speed and the Dice per window."""
     from scripts.spectra.axis import REQUIRED_RANGE
 
-    num, size, bad, repeats, win_num, win_size = (12, 96, 2, 1, 1, 128) if quick else (300, 128, 10, 5, 8, 256)
+    num, size, bad, repeats, win_num, win_size = (12, 96, 2, 1, 1, 128) if quick else (150, 128, 10, 5, 8, 256)
     acc = axis_accuracy(num, size)
-    calib = calibration(12 if quick else 120, 96 if quick else 128)
+    calib = calibration(12 if quick else 80, 96 if quick else 128)
     calib_table, calib_summary = calibration_table(calib["cases"])
     wrong = bad_inputs(bad, 96)
     times = timing(repeats)
@@ -454,7 +463,8 @@ median {times['median_s']:.3f} s of {repeats}, CPU {times['cpu_s']:.3f} s; load 
 (target ≤ {SECONDS_TARGET:g} s: {verdicts['speed']}).
 
 **Dice per window** ({win_num} default-preset phantoms of {win_size}×{win_size} per window, seeds
-`default_rng([{SEED}, 500, i])`, the same geometry in every window; shipped `models/model.pt`):
+`default_rng([{SEED}, 500, i])`, the same geometry in every window; `models/model.pt` of this run, md5
+`{_md5(REPO_WEIGHTS)}`):
 
 {window_table}
 
