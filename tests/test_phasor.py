@@ -509,3 +509,26 @@ def test_mrf_refinement_is_an_option_that_keeps_the_map_valid(tuned, easy_phanto
     assert dice_per_class(smooth.labels, easy_phantom.labels)["nucleus"] > MIN_DICE["nucleus"]
     with pytest.raises(ValueError, match="mrf_iterations"):
         PhasorParameters(mrf_iterations=-1)
+
+
+def test_a_wrong_axis_never_makes_most_of_the_field_nucleus_and_raw_droplets_are_still_found(caplog):
+    """The issue's real-stack failure: under a wrong axis the nucleus map covered almost the whole animal."""
+    import logging
+
+    from scripts.phasor.fit import dice_per_class
+    from scripts.phasor.parameters import load_parameters
+    from scripts.phasor.segmenter import MAX_CLASS_FRACTION, PhasorSegmenter
+    from scripts.simulation.phantom import simulate_phantom
+
+    seg = PhasorSegmenter(load_parameters())
+    for seed in range(3):
+        ph = simulate_phantom([77, seed], 160, 160, preset="tissue")
+        with caplog.at_level(logging.WARNING):
+            result = seg.segment(ph.stack[::-1].copy(), ph.wavenumbers)  # frames reversed, axis not
+        share = (result.labels == 1)[result.foreground].mean()
+        assert share <= MAX_CLASS_FRACTION["nucleus"]
+    # a raw spectral-focusing stack whose phasor cloud is far from the references: droplets from their own contrast
+    ph = simulate_phantom([77, 5], 256, 256, preset="raw_spectral_focusing")
+    result = seg.segment(ph.stack, ph.wavenumbers)
+    assert result.cursor_fit.method != "gmm"
+    assert dice_per_class(result.labels, ph.labels)["lipid_droplet"] > 0.8

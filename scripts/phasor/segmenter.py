@@ -107,6 +107,11 @@ NOISE_SIGMAS = 5.0
 #: on 12 phantoms per preset at most 0.45 (nucleus) and 0.29 (droplets, easy preset); the tester's lost phasor
 #: called 47 % of a tissue "droplet" and, with the frames reversed, 99 % "nucleus".
 MAX_CLASS_FRACTION: dict[str, float] = {"nucleus": 0.6, "lipid_droplet": 0.4}
+#: Share of the foreground a capped nucleus map keeps (:func:`_cap_nucleus`): nuclei are 20–40 % of a cell's area.
+NUCLEUS_CAP = 0.35
+#: Cursors not from the reference-initialised fit: foreground pixels whose lipid fraction reaches this percentile
+#: of the foreground's are lipid-like too (bright, compact and sharp ones become droplets).
+RELATIVE_LIPID_PERCENTILE = 90.0
 #: Width (px) of the ring around a droplet candidate that its edge contrast is measured against.
 DROPLET_RING_PX = 2
 
@@ -337,9 +342,17 @@ class PhasorSegmenter:
         cursors = cursor_fit.cursors
         nucleus_score = _nucleus_score(real_f, imag_f, foreground, cursors, p)
         nucleus = _clean_nucleus(nucleus_score >= p.nucleus_threshold, p)
+        nucleus = _cap_nucleus(nucleus, nucleus_score, foreground, p, coords.source)
         lipid_fraction, lipid_like = _lipid_droplet_pixels(real_l, imag_l, foreground, cursors, p)
         typical = float(np.median(coords.mean[foreground])) if foreground.any() else math.inf
         bright = coords.mean >= p.ld_intensity_ratio * typical
+        if cursor_fit.method != "gmm" and foreground.any():
+            # the cloud lies far from the reference cursors (another instrument, an envelope): the reference-based
+            # lipid cursor says little, so droplets are the foreground's most lipid-like bright pixels instead
+            lipid_like = lipid_like | (
+                np.nan_to_num(lipid_fraction, nan=-np.inf)
+                >= np.nanpercentile(lipid_fraction[foreground], RELATIVE_LIPID_PERCENTILE)
+            )
         droplets = _remove_small(lipid_like & bright & foreground, p.ld_min_size)
         droplets = _sharp_objects(droplets, coords.mean, foreground, p.ld_edge_contrast)
         labels = np.zeros(coords.mean.shape, np.uint8)
@@ -481,6 +494,32 @@ def _nucleus_score(
         with np.errstate(divide="ignore", invalid="ignore"):
             raw = ndimage.gaussian_filter(raw, p.nucleus_smoothing, mode="constant") / weight
     return np.where(foreground, raw, np.nan).astype(np.float32)
+
+
+def _cap_nucleus(
+    mask: np.ndarray, score: np.ndarray, foreground: np.ndarray, p: PhasorParameters, source: str
+) -> np.ndarray:
+    """A nucleus map that would cover more than :data:`MAX_CLASS_FRACTION` of the foreground is re-thresholded to
+    the :data:`NUCLEUS_CAP` most nucleus-like foreground pixels (a WARNING says so): no sample of cells is mostly
+    nucleus, and such maps come from a cloud the cursors do not describe (a wrong axis, an envelope)."""
+    n = int(foreground.sum())
+    share = float((mask & foreground).sum()) / n if n else 0.0
+    if share <= MAX_CLASS_FRACTION["nucleus"]:
+        return mask
+    values = score[foreground & np.isfinite(score)]
+    if values.size == 0:
+        return np.zeros_like(mask)
+    threshold = float(np.quantile(values, 1.0 - NUCLEUS_CAP))
+    logger.warning(
+        "%s: the nucleus would cover %.0f %% of the foreground; keeping the %.0f %% most nucleus-like pixels "
+        "(nucleus score >= %.2f instead of %.2f)",
+        source,
+        100 * share,
+        100 * NUCLEUS_CAP,
+        threshold,
+        p.nucleus_threshold,
+    )
+    return _clean_nucleus(np.nan_to_num(score, nan=-np.inf) >= max(threshold, p.nucleus_threshold), p)
 
 
 def _clean_nucleus(mask: np.ndarray, p: PhasorParameters) -> np.ndarray:
