@@ -10,7 +10,8 @@ import pytest
 from scripts.benchmark import update_markdown
 from scripts.cells import CELL_COLUMNS, IMAGE_COLUMNS, columns_markdown
 from scripts.simulate import main
-from scripts.simulation.phantom import PRESETS, InstrumentRanges, PhantomPreset, TissueRanges
+from scripts.simulation.envelope import EnvelopeRanges
+from scripts.simulation.phantom import PRESETS, InstrumentRanges, OrganismRanges, PhantomPreset, TissueRanges
 
 from tests.conftest import REPO
 
@@ -49,7 +50,9 @@ def test_simulation_doc_tables_match_presets():
     )
     _rows(text, "| `TissueRanges` field |", TissueRanges, [TissueRanges()])
     _rows(text, "| `InstrumentRanges` field |", InstrumentRanges, [InstrumentRanges()])
-    assert set(PRESETS) == {"easy", "default", "hard", "tissue", "randomized"}
+    _rows(text, "| `EnvelopeRanges` field |", EnvelopeRanges, [EnvelopeRanges()])
+    _rows(text, "| `OrganismRanges` field |", OrganismRanges, [OrganismRanges()])
+    assert {"easy", "default", "hard", "tissue", "randomized", "raw_spectral_focusing"} <= set(PRESETS)
 
 
 def test_demo_data_is_small_and_regenerates_byte_for_byte(tmp_path):
