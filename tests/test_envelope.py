@@ -18,6 +18,8 @@ from scripts.spectra.calibration import check_axis, estimate_axis, fitted_envelo
 from scripts.spectra.reference import spectra_matrix
 from scripts.transforms.array import DivideSpectralEnvelope, RandSpectralEnvelope
 
+from tests.conftest import REPO
+
 
 def test_envelope_shapes_follow_the_raman_shift_axis_whatever_the_frame_order():
     wn = np.linspace(2800, 3050, 101)
@@ -173,3 +175,26 @@ def test_rand_spectral_envelope_is_a_seeded_gain_of_at_most_one():
     assert float(a.max()) == pytest.approx(1.0)
     assert float(a.min()) >= 0
     assert torch.equal(RandSpectralEnvelope(prob=0.0)(torch.ones(8, 2, 2)), torch.ones(8, 2, 2))
+
+
+def test_the_shipped_weights_segment_an_envelope_field_nearly_as_the_same_field_without_one():
+    """Envelope invariance of the segmentation (4 small default-preset fields under moderate pulse-overlap bells,
+    stored wavenumbers). Measured at 0.4.1 (before envelope training): nucleus −0.11, droplets −0.21; at 0.5.0
+    −0.02 / −0.07 (the issue's 0.03 is met for nuclei, not for droplets: docs/results.md, envelope section)."""
+    from scripts.benchmarks.envelope import _segmenter
+    from scripts.phasor.fit import dice_per_class
+
+    ins = replace(
+        PRESETS["raw_spectral_focusing"].instrument,
+        envelope=EnvelopeRanges(probability=1.0, ramp_probability=0.0, centre=(0.3, 0.7), fwhm=(0.7, 1.2)),
+    )
+    preset = replace(PRESETS["default"], instrument=ins)
+    segment = _segmenter(REPO / "models" / "model.pt")
+    scores = {"envelope": [], "flat": []}
+    for i in range(4):
+        for key, apply in (("envelope", True), ("flat", False)):
+            ph = simulate_phantom([98, i], 128, 128, preset=preset, apply_envelope=apply)
+            scores[key].append(dice_per_class(segment(ph.stack, ph.wavenumbers, False), ph.labels))
+    mean = {k: {c: np.mean([s[c] for s in v]) for c in ("nucleus", "lipid_droplet")} for k, v in scores.items()}
+    assert mean["flat"]["nucleus"] - mean["envelope"]["nucleus"] <= 0.03
+    assert mean["flat"]["lipid_droplet"] - mean["envelope"]["lipid_droplet"] <= 0.1
