@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 PREVIOUS_WEIGHTS: tuple[str, str] = ("0.4.1", "89ebb31")
 #: Target of issue 27: Dice of an envelope stack within this of the same scene without one; map agreement.
 GAP_TARGET, AGREEMENT_TARGET = 0.03, 0.9
+CLASSES = ("nucleus", "lipid_droplet")
 
 
 def _weights() -> dict[str, Path]:
@@ -115,7 +116,11 @@ def measure(num: int, size: int) -> dict:
 
 def run(quick: bool = False) -> SectionResult:
     num, size = (2, 96) if quick else (12, 256)
-    rows = measure(num, size)
+    return render(measure(num, size), num, size)
+
+
+def render(rows: dict, num: int, size: int) -> SectionResult:
+    """The section from measured rows (also re-renders a recorded run: ``docs/results.json``)."""
 
     def pair(r: dict, key: str) -> str:
         return f"{r[key]['nucleus']['mean']:.3f} / {r[key]['lipid_droplet']['mean']:.3f}"
@@ -147,14 +152,18 @@ def run(quick: bool = False) -> SectionResult:
         ],
         table_rows,
     )
-    best = min(rows, key=lambda k: rows[k]["gap"])
+    # the remedy to ship: the best Dice on the envelope stacks (a small loss from a poor start is no remedy)
+    best = max(
+        rows, key=lambda k: sum(rows[k]["envelope"][c]["mean"] + rows[k]["inferred"][c]["mean"] for c in CLASSES)
+    )
     markdown = f"""{num} scenes of the `raw_spectral_focusing` preset, {size}×{size} px, each with and without its
 envelope (seeds `default_rng([{SEED}, i])`); the weights before envelope training come from the git history
 (`git show {PREVIOUS_WEIGHTS[1]}:models/model.pt`).
 
 {table}
 
-Smallest loss from the envelope: **{best}** ({rows[best]['gap']:+.3f}; target ≤ {GAP_TARGET:g}:
+Best on the envelope stacks (stored axis and no wavenumbers): **{best}**; its loss from the envelope
+{rows[best]['gap']:+.3f} (target ≤ {GAP_TARGET:g}:
 {'met' if rows[best]['gap'] <= GAP_TARGET else 'not met'}). Stored and reversed frame order without wavenumbers
 agree on droplets at Dice {rows[best]['agreement']['mean']:.3f} (target ≥ {AGREEMENT_TARGET:g}:
 {'met' if rows[best]['agreement']['mean'] >= AGREEMENT_TARGET else 'not met'}).
