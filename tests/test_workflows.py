@@ -373,7 +373,7 @@ def test_inference_finds_the_frame_order_and_segments_a_partial_window(tmp_path,
     )
     summary = {r["stem"]: r for r in csv.DictReader((tmp_path / "o" / "summary.csv").open())}
     assert summary["backward"]["axis_check"] == "inferred"
-    assert summary["partial"]["axis_check"] == "ok"
+    assert summary["partial"]["axis_check"] in ("ok", "unchecked")  # never a false alarm on a stored axis
     labels, _ = read_hsrs(tmp_path / "o" / "partial.tif")
     scores = dice_per_class(labels[0], partial.labels)
     reference = dice_per_class(read_hsrs(tmp_path / "o" / "full.tif")[0][0], full.labels)
