@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -571,13 +572,14 @@ class RandSpectralEnvelope(_RandSpectral):
 
     def __init__(self, prob: float = 0.5, ranges: EnvelopeRanges | None = None):
         super().__init__(prob)
-        self.ranges = EnvelopeRanges(probability=1.0) if ranges is None else ranges
+        # ``prob`` decides whether a stack gets an envelope; the ranges then always draw one
+        self.ranges = replace(EnvelopeRanges() if ranges is None else ranges, probability=1.0)
         self.envelope = None
 
     def randomize(self, img: torch.Tensor) -> None:
         super().randomize(None)
         if self._do_transform:
-            self.envelope = draw_envelope(self.R, EnvelopeRanges(**{**vars(self.ranges), "probability": 1.0}))
+            self.envelope = draw_envelope(self.R, self.ranges)
 
     def apply(self, img: torch.Tensor) -> torch.Tensor:
         wn = img.meta.get("wavenumbers") if isinstance(img, MetaTensor) else None
