@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import importlib
 import inspect
 import json
 import os
 import platform
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +25,19 @@ from pathlib import Path
 from scripts.benchmarks import SECTIONS
 from scripts.io.atomic import atomic_path
 
-RESULTS_MD = Path(__file__).resolve().parent.parent / "docs" / "results.md"
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_MD = REPO / "docs" / "results.md"
+WEIGHTS_FILE = REPO / "models" / "model.pt"
+METADATA = REPO / "configs" / "metadata.json"
+#: paths whose uncommitted changes mark a measurement as not of the recorded commit
+CODE_PATHS = ("scripts", "configs", "models")
+#: what a section's networks are (its module's ``WEIGHTS_USED``; ``shipped`` when it sets none), in words
+WEIGHTS_USED = {
+    "shipped": None,  # the shipped weights: their version and md5
+    "own": "trains its own networks (not `models/model.pt`)",
+    "untrained": "untrained networks (architecture cost; no trained weights)",
+    "none": "no network",
+}
 MODEL_CARD = RESULTS_MD.parent / "README.md"
 QUICK_MD = RESULTS_MD.parent.parent / "outputs" / "benchmark_quick" / "results.md"
 HEADER = """# Benchmark results
@@ -64,10 +78,57 @@ def environment() -> dict:
     }
 
 
+def shipped_weights(weights: Path = WEIGHTS_FILE, metadata: Path = METADATA) -> dict:
+    """The shipped weights: the bundle version of ``configs/metadata.json`` and the md5 of ``models/model.pt``."""
+    version = json.loads(metadata.read_text()).get("version", "unknown") if metadata.exists() else "unknown"
+    md5 = hashlib.md5(weights.read_bytes()).hexdigest() if weights.exists() else "missing"
+    return {"version": version, "md5": md5}
+
+
+def code_version(repo: Path = REPO) -> dict:
+    """``{"commit", "uncommitted"}``: the short HEAD commit, and whether tracked files under :data:`CODE_PATHS`
+    differ from it (untracked files are not counted); ``commit`` is ``"unknown"`` outside a git checkout."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        status = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS)
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": "unknown", "uncommitted": False}
+    return {"commit": commit, "uncommitted": any(line.strip() for line in status.splitlines())}
+
+
+def section_weights(module, shipped: dict) -> dict:
+    """What the section's networks were: ``{"used": ..., "version", "md5"}`` (the shipped weights at the time)."""
+    used = getattr(module, "WEIGHTS_USED", "shipped")
+    if used not in WEIGHTS_USED:
+        raise ValueError(f"{module.__name__}.WEIGHTS_USED = {used!r}: not one of {sorted(WEIGHTS_USED)}")
+    return {"used": used, **shipped}
+
+
+def weights_words(weights: dict | None) -> str:
+    """The weights of a section in words: version and md5 of the shipped weights, or what it used instead."""
+    if not weights:
+        return "not recorded"
+    if weights.get("used", "shipped") == "shipped":
+        return f"{weights['version']} (`models/model.pt` md5 `{weights['md5']}`)"
+    return WEIGHTS_USED[weights["used"]]
+
+
+def commit_words(env: dict) -> str:
+    commit = env.get("commit")
+    if not commit:
+        return "not recorded"
+    return f"`{commit}`" + (" + uncommitted changes" if env.get("uncommitted") else "")
+
+
 def _env_line(env: dict) -> str:
     return (
         f"_Measured {env['date']} on {env['cpu']} ({env['cores']} cores, {env['torch_threads']} torch threads); "
         f"Python {env['python']}, torch {env['torch']}, MONAI {env['monai']}, NumPy {env['numpy']}. "
+        f"Weights: {weights_words(env.get('weights'))}. Commit: {commit_words(env)}. "
         f"Command: `{env['command']}`._"
     )
 
@@ -108,28 +169,36 @@ def main(argv: list[str] | None = None) -> None:
 
     env = environment()
     env["command"] = "python -m scripts.benchmark " + " ".join(argv if argv is not None else sys.argv[1:])
+    env.update(code_version())  # at the start: what the run imported
+    shipped = shipped_weights()
     json_path = args.out.with_suffix(".json")
     for name in args.sections:
         module = importlib.import_module(f"scripts.benchmarks.{name}")
+        section_env = {**env, "weights": section_weights(module, shipped)}
         print(f"[benchmark] {name} ...", flush=True)
         section_started = time.perf_counter()
         options = {"budget": args.budget, "max_hours": args.max_hours}
         accepted = inspect.signature(module.run).parameters
         result = module.run(quick=args.quick, **{k: v for k, v in options.items() if k in accepted})
         section_wall = time.perf_counter() - section_started
-        block = f"## {module.TITLE}\n\n{_env_line(env)}\n\n{result.markdown.strip()}\n"
+        block = f"## {module.TITLE}\n\n{_env_line(section_env)}\n\n{result.markdown.strip()}\n"
         # re-read and write after every section: an interrupted run keeps what it measured, and
         # sections measured by another run meanwhile are kept
         text = update_markdown(args.out.read_text() if args.out.exists() else HEADER, name, block)
         all_data = json.loads(json_path.read_text()) if json_path.exists() else {}
-        all_data[name] = {"environment": env, "quick": args.quick, "section_wall_s": section_wall, **result.data}
+        all_data[name] = {
+            "environment": section_env,
+            "quick": args.quick,
+            "section_wall_s": section_wall,
+            **result.data,
+        }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(args.out) as tmp:
             tmp.write_text(text)
         with atomic_path(json_path) as tmp:
             tmp.write_text(json.dumps(all_data, indent=2, default=float) + "\n")
         if result.model_card and not args.quick and args.out.resolve() == RESULTS_MD:
-            card = f"{result.model_card.strip()}\n\n{_env_line(env)}\n"
+            card = f"{result.model_card.strip()}\n\n{_env_line(section_env)}\n"
             with atomic_path(MODEL_CARD) as tmp:
                 tmp.write_text(update_markdown(MODEL_CARD.read_text(), "performance", card))
         print(result.markdown, flush=True)

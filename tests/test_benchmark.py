@@ -3,6 +3,7 @@ the target verdicts, and one miniature end-to-end run through the bundle's confi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import replace
@@ -358,3 +359,78 @@ def test_the_onnx_profile_splits_time_and_macs_at_full_resolution():
 
     _, macs, full = model_cost._count_macs(torch.nn.Conv2d(16, 3, 3, padding=1), torch.zeros(1, 16, 8, 8))
     assert macs == full == 8 * 8 * 3 * 9 * 16
+
+
+# ----------------------------------------------------------------------------------- section headers
+
+
+def _env(**extra):
+    base = {"date": "2026-12-08", "cpu": "CPU", "cores": 2, "torch_threads": 2, "python": "3.11", "torch": "2"}
+    return {**base, "monai": "1.6", "numpy": "2", "command": "python -m scripts.benchmark", **extra}
+
+
+def test_section_header_names_the_weights_and_the_commit():
+    from scripts.benchmark import _env_line
+
+    shipped = {"used": "shipped", "version": "0.5.0", "md5": "1cf75126"}
+    line = _env_line(_env(weights=shipped, commit="abc1234", uncommitted=False))
+    assert "Weights: 0.5.0 (`models/model.pt` md5 `1cf75126`)." in line
+    assert "Commit: `abc1234`. Command:" in line
+    dirty = _env_line(_env(weights={**shipped, "used": "own"}, commit="abc1234", uncommitted=True))
+    assert "Weights: trains its own networks" in dirty
+    assert "0.5.0" not in dirty
+    assert "Commit: `abc1234` + uncommitted changes." in dirty
+    assert "Weights: not recorded. Commit: not recorded." in _env_line(_env())  # rows measured before both were
+
+
+def test_every_section_declares_what_weights_it_uses():
+    import importlib
+
+    from scripts.benchmark import WEIGHTS_USED, section_weights
+    from scripts.benchmarks import SECTIONS
+
+    used = {
+        name: section_weights(importlib.import_module(f"scripts.benchmarks.{name}"), {})["used"] for name in SECTIONS
+    }
+    assert set(used.values()) <= set(WEIGHTS_USED)
+    assert used["comparison"] == used["recipes"] == used["instruments"] == "own"
+    assert used["shipped"] == used["cells"] == used["qc"] == used["throughput"] == "shipped"
+
+
+def test_shipped_weights_and_code_version_come_from_the_files_and_git(tmp_path):
+    import subprocess
+
+    from scripts.benchmark import code_version, shipped_weights
+
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "metadata.json").write_text('{"version": "9.9.9"}')
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    info = shipped_weights(tmp_path / "model.pt", tmp_path / "configs" / "metadata.json")
+    assert info == {"version": "9.9.9", "md5": hashlib.md5(b"weights").hexdigest()}
+    assert shipped_weights(tmp_path / "none.pt", tmp_path / "none.json") == {"version": "unknown", "md5": "missing"}
+
+    assert code_version(tmp_path)["commit"] == "unknown"  # not a git checkout
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "configs"], check=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True)
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert code_version(tmp_path) == {"commit": head, "uncommitted": False}
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "new.py").write_text("")  # untracked: not counted
+    (tmp_path / "notes.md").write_text("")
+    assert code_version(tmp_path)["uncommitted"] is False
+    (tmp_path / "configs" / "metadata.json").write_text('{"version": "9.9.10"}')
+    assert code_version(tmp_path) == {"commit": head, "uncommitted": True}
+
+
+def test_a_quick_section_run_records_its_weights_and_commit(tmp_path):
+    from scripts import benchmark
+
+    out = tmp_path / "results.md"
+    benchmark.main(["--sections", "simulator", "--quick", "--out", str(out)])
+    env = json.loads(out.with_suffix(".json").read_text())["simulator"]["environment"]
+    assert env["weights"]["used"] == "none"
+    assert env["weights"]["version"] == json.loads(benchmark.METADATA.read_text())["version"]
+    assert env["commit"] == benchmark.code_version()["commit"]
+    assert "Weights: no network." in out.read_text()

@@ -42,6 +42,8 @@ from scripts.benchmarks.bundle_runs import REPO, bundle_run, config_files
 from scripts.io.atomic import atomic_path
 
 TITLE = "Segmentation accuracy: hybrid-UNet vs ablations vs nnU-Net-style vs 3D-UNet vs optimized phasor"
+#: every network is trained here, on the section's own data (see :data:`scripts.benchmark.WEIGHTS_USED`)
+WEIGHTS_USED = "own"
 
 PRESETS = ("easy", "default", "hard")
 CLASSES = ("nucleus", "lipid_droplet")

@@ -33,6 +33,8 @@ from scripts.benchmarks import markdown_table, mean_sd, recipes
 from scripts.benchmarks.bundle_runs import REPO, bundle_run
 
 TITLE = "Cross-instrument test: trained on one instrument, tested on shifted, blurred, resampled spectra"
+#: the recipe study's networks (see :data:`scripts.benchmark.WEIGHTS_USED`)
+WEIGHTS_USED = "own"
 
 DATA_SEED = 2031
 

@@ -32,6 +32,8 @@ from multiprocessing import get_context
 from scripts.benchmarks import SectionResult, markdown_table
 
 TITLE = "Model cost: parameters, weights, MACs, CPU latency and peak memory"
+#: networks built under a fixed seed, never trained: cost does not depend on weights (see :data:`scripts.benchmark.WEIGHTS_USED`)
+WEIGHTS_USED = "untrained"
 
 #: the fast encoder with instance normalisation on contiguous tensors (configs/baselines/hybrid_fast_instance_norm.yaml)
 INSTANCE_FAST = {

@@ -29,6 +29,8 @@ import numpy as np
 from scripts.benchmarks import SectionResult, markdown_table, mean_sd
 
 TITLE = "Optimized phasor: Dice vs simulator ground truth, and time per stack"
+#: no network: the optimized phasor alone (see :data:`scripts.benchmark.WEIGHTS_USED`)
+WEIGHTS_USED = "none"
 
 PRESETS = ("easy", "default", "hard")
 #: Seed stream of the benchmark's test phantoms (the parameters were fitted on seed 0 data sets).

@@ -64,6 +64,8 @@ from scripts.benchmarks.model_cost import (
 
 RESULTS_JSON = REPO / "docs" / "results.json"
 TITLE = "Recipe and encoder study: hybrid-UNet vs nnU-Net-style trained with nnU-Net's recipe"
+#: every arm is trained here (see :data:`scripts.benchmark.WEIGHTS_USED`)
+WEIGHTS_USED = "own"
 
 #: the study's plan: the comparison's data (same sizes and seeds, so its data are reused) at 128² patches
 #: every arm gets the same epochs (the wall-time cap is a safety net, not a budget: on a shared machine a binding

@@ -12,6 +12,8 @@ from scripts.io.writer import write_label_map, write_stack
 from scripts.simulation.phantom import PRESETS, simulate_phantom, to_uint16
 
 TITLE = "Phantom simulator speed"
+#: no network: the simulator alone (see :data:`scripts.benchmark.WEIGHTS_USED`)
+WEIGHTS_USED = "none"
 TARGET_SECONDS = 2.0
 
 
