@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from scripts.cells.readout import CellReadout
-from scripts.engine.segmentation_writer import as_label_map
+from scripts.engine.segmentation_writer import as_label_map, axis_flag, overlay_flag
 from scripts.io.formats import stack_stem
 from scripts.io.orientation import to_row_major
 from scripts.spectra.axis import CANONICAL_WAVENUMBERS
@@ -94,7 +94,9 @@ class CellReadoutHandler:
         labels = as_label_map(pred)
         try:
             wavenumbers = stack_wavenumbers(meta, stack.shape[0], source)
-            return self.readout(stem, stack, wavenumbers, labels, meta.get("pixel_size_um"))
+            axis = axis_flag(pred_meta or meta, image)
+            flag = overlay_flag(item.get("qc"), axis)
+            return self.readout(stem, stack, wavenumbers, labels, meta.get("pixel_size_um"), axis, flag)
         except Exception as e:
             raise RuntimeError(
                 f"{source}: the per-cell readout failed ({type(e).__name__}: {e}); its label maps are written. "

@@ -1,17 +1,18 @@
-"""Overlay figure of the per-cell readout: cell outlines with ids, nuclei and lipid droplets in colour,
-a legend and a scale bar, on the stack's mean image.
+"""Overlay figure of the per-cell readout: cell outlines with ids, nuclei and lipid droplets in colour on the
+stack's mean image, beside its CH₂ image; a legend, a scale bar, the QC verdict when the stack is flagged.
 
-Drawn with matplotlib's object API on an Agg canvas (no pyplot, no global state), so it is safe in
-workers and servers. Outlines are rasterised at the image's own resolution, so they stay exact at
-any field size; the figure grows with the field (up to a cap) so that ids remain readable.
+The figure is the bundle's overlay figure (:class:`scripts.io.overlay.OverlayFigure`: numpy pixels and
+matplotlib text on an Agg canvas, no pyplot, no global state, safe in workers and servers). Outlines are
+rasterised at the image's own resolution and enlarged by an integer factor with nearest-neighbour (at least
+512 px on the short side), so they stay one image pixel wide and exact; fields larger than 2048 px are
+shown at every n-th pixel (the figure says so).
 """
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from scripts.cells.instances import CellInstances
+from scripts.io.overlay import SCALE_BAR_UM, LegendEntry, OverlayFigure, scale_bar_length_um, stretch
 from skimage.segmentation import find_boundaries
 
 #: Colours (RGB 0–1) of the overlay.
@@ -22,15 +23,7 @@ COLOURS: dict[str, tuple[float, float, float]] = {
     "cell_outline": (0.2, 1.0, 0.4),
     "cell_without_nucleus": (1.0, 0.5, 0.0),
 }
-#: Scale-bar lengths to choose from, µm.
-SCALE_BAR_UM = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
-
-
-def scale_bar_length_um(width_px: int, pixel_size_um: float, fraction: float = 0.2) -> float:
-    """The longest of :data:`SCALE_BAR_UM` that spans at most ``fraction`` of the image width."""
-    limit = fraction * width_px * pixel_size_um
-    fitting = [v for v in SCALE_BAR_UM if v <= limit]
-    return float(fitting[-1] if fitting else SCALE_BAR_UM[0])
+__all__ = ["COLOURS", "SCALE_BAR_UM", "overlay_figure", "overlay_png", "overlay_rgb", "scale_bar_length_um"]
 
 
 def overlay_rgb(mean_image: np.ndarray, instances: CellInstances, alpha: float = 0.45) -> np.ndarray:
@@ -38,10 +31,7 @@ def overlay_rgb(mean_image: np.ndarray, instances: CellInstances, alpha: float =
 
     Cells without a nucleus are outlined in another colour, and droplets outside every cell too.
     """
-    grey = np.asarray(mean_image, np.float32)
-    finite = np.isfinite(grey)
-    lo, hi = np.percentile(grey[finite], [1, 99.5]) if finite.any() else (0.0, 1.0)
-    grey = np.clip((np.where(finite, grey, lo) - lo) / max(hi - lo, 1e-12), 0, 1)
+    grey = stretch(mean_image)
     rgb = np.repeat(grey[..., None], 3, axis=-1)
     outside = instances.droplet_cell[instances.droplets] == 0
     tints = (
@@ -58,87 +48,81 @@ def overlay_rgb(mean_image: np.ndarray, instances: CellInstances, alpha: float =
     return rgb
 
 
+#: The legend of the cells overlay.
+LEGEND = (
+    LegendEntry("nucleus", COLOURS["nucleus"]),
+    LegendEntry("lipid droplet", COLOURS["lipid_droplet"]),
+    LegendEntry("lipid droplet outside cells", COLOURS["lipid_droplet_outside_cells"]),
+    LegendEntry("cell (id)", COLOURS["cell_outline"], outline=True),
+    LegendEntry("cell without nucleus", COLOURS["cell_without_nucleus"], outline=True),
+)
+
+
+def overlay_figure(
+    mean_image: np.ndarray,
+    instances: CellInstances,
+    pixel_size_um: float | None = None,
+    title: str | None = None,
+    max_ids: int = 500,
+    ch2: tuple[np.ndarray, str] | None = None,
+    flag: str = "",
+    pixel_size_assumed: bool = False,
+) -> OverlayFigure:
+    """The overlay figure (:func:`overlay_png`'s arguments) as an :class:`~scripts.io.overlay.OverlayFigure`."""
+    h, w = instances.cells.shape
+    n = instances.n_cells
+    ids = []
+    if 0 < n <= max_ids:
+        flat = instances.cells.ravel()
+        area = np.bincount(flat, minlength=n + 1)
+        yy = np.bincount(flat, weights=np.repeat(np.arange(h, dtype=float), w), minlength=n + 1)
+        xx = np.bincount(flat, weights=np.tile(np.arange(w, dtype=float), h), minlength=n + 1)
+        ids = [(yy[i] / area[i], xx[i] / area[i], str(i)) for i in np.flatnonzero(area[1:]) + 1]
+    background, background_title = ch2 if ch2 is not None else (mean_image, "mean image")
+    notes = [f"{n} cells; ids not drawn above {max_ids}"] if n > max_ids else []
+    return OverlayFigure(
+        panels=[
+            (stretch(background), background_title),
+            (overlay_rgb(mean_image, instances), "cells on the mean image"),
+        ],
+        legend=LEGEND,
+        title=title or "",
+        pixel_size_um=pixel_size_um,
+        pixel_size_assumed=pixel_size_assumed and bool(pixel_size_um),
+        flag=flag,
+        notes=notes,
+        labels=ids,
+    )
+
+
 def overlay_png(
     mean_image: np.ndarray,
     instances: CellInstances,
     pixel_size_um: float | None = None,
     title: str | None = None,
     max_ids: int = 500,
+    ch2: tuple[np.ndarray, str] | None = None,
+    flag: str = "",
+    pixel_size_assumed: bool = False,
 ) -> bytes:
     """The overlay figure as PNG bytes.
 
     Args:
-        mean_image: (H, W) mean intensity over the frames.
+        mean_image: (H, W) mean intensity over the frames (the overlay's background).
         instances: the instance maps.
         pixel_size_um: lateral pixel size, µm; draws a scale bar when given.
         title: figure title (e.g. the stack's name).
-        max_ids: write cell ids only when there are at most this many cells (the title says so).
+        max_ids: write cell ids only when there are at most this many cells (a note says so).
+        ch2: ``(image, title)`` of the panel beside the overlay (:func:`scripts.io.overlay.ch2_image`); default the
+            mean image.
+        flag: the QC verdict, printed in a red banner ("" for a stack that is not flagged).
+        pixel_size_assumed: ``pixel_size_um`` is a default, not the file's (the scale bar is marked, a note says so).
 
     Returns:
         PNG file content.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch, Rectangle
-    from matplotlib.patheffects import withStroke
-
-    h, w = instances.cells.shape
-    # inches at 100 dpi: at least one screen pixel per image pixel, up to 3000 px
-    side = float(np.clip(max(h, w) / 100, 6.0, 30.0))
-    img_w, img_h = side * w / max(h, w), side * h / max(h, w)
-    legend_h, title_h = 0.9, 0.5
-    fig_w, fig_h = max(img_w, 6.0), img_h + legend_h + title_h
-    fig = Figure(figsize=(fig_w, fig_h), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes(((1 - img_w / fig_w) / 2, legend_h / fig_h, img_w / fig_w, img_h / fig_h))
-    ax.imshow(overlay_rgb(mean_image, instances), interpolation="nearest")
-    ax.set_axis_off()
-    n = instances.n_cells
-    if 0 < n <= max_ids:
-        ids = instances.cells.ravel()
-        area = np.bincount(ids, minlength=n + 1)
-        yy = np.bincount(ids, weights=np.repeat(np.arange(h, dtype=float), w), minlength=n + 1)
-        xx = np.bincount(ids, weights=np.tile(np.arange(w, dtype=float), h), minlength=n + 1)
-        stroke = [withStroke(linewidth=2, foreground="black")]
-        for i in np.flatnonzero(area[1:]) + 1:
-            ax.text(
-                xx[i] / area[i],
-                yy[i] / area[i],
-                str(i),
-                color="white",
-                fontsize=9,
-                ha="center",
-                va="center",
-                path_effects=stroke,
-            )
-    if pixel_size_um:
-        length = scale_bar_length_um(w, pixel_size_um)
-        bar = length / pixel_size_um
-        x0, y0 = w - bar - 0.04 * w, h - 0.05 * h
-        ax.add_patch(Rectangle((x0, y0), bar, max(h / 120, 2), color="white"))
-        ax.text(
-            x0 + bar / 2,
-            y0 - 0.01 * h,
-            f"{length:g} µm",
-            color="white",
-            fontsize=11,
-            ha="center",
-            va="bottom",
-            path_effects=[withStroke(linewidth=2, foreground="black")],
-        )
-    handles = [
-        Patch(facecolor=COLOURS["nucleus"], label="nucleus"),
-        Patch(facecolor=COLOURS["lipid_droplet"], label="lipid droplet"),
-        Patch(facecolor=COLOURS["lipid_droplet_outside_cells"], label="lipid droplet outside cells"),
-        Patch(facecolor="none", edgecolor=COLOURS["cell_outline"], linewidth=2, label="cell (id)"),
-        Patch(facecolor="none", edgecolor=COLOURS["cell_without_nucleus"], linewidth=2, label="cell without nucleus"),
-    ]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=10, frameon=False)
-    text = title or ""
-    if n > max_ids:
-        text += f" ({n} cells; ids not drawn above {max_ids})"
-    if text:
-        ax.set_title(text, fontsize=12)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})  # 2x faster to encode, ~20 % larger
-    return buffer.getvalue()
+    return (
+        overlay_figure(mean_image, instances, pixel_size_um, title, max_ids, ch2, flag, pixel_size_assumed)
+        .render()
+        .png()
+    )

@@ -8,7 +8,7 @@ The inference workflow calls it from an ignite handler
 
     cells/<stem>_instances.tif                        cells, nuclei, lipid droplets (ImageJ TIFF, pixel size)
     cells/<stem>_instances_{cells,nuclei,lipid_droplets}.nii.gz   the same maps as NIfTI (``nifti``)
-    cells/<stem>_cells_overlay.png                    outlines, ids, legend, scale bar (``overlays``)
+    cells/<stem>_cells_overlay.png                    outlines, ids, CH₂ image, legend, scale bar, QC flag (``overlays``)
     cells.csv                                         one row per cell per stack
     cells_summary.csv                                 one row per stack
 
@@ -30,6 +30,7 @@ from scripts.cells.instances import InstanceParameters
 from scripts.cells.measure import CellMeasurement, measure_cells
 from scripts.cells.tables import update_stack_rows
 from scripts.cells.writers import csv_value, write_cell_outputs
+from scripts.io.overlay import ch2_image
 from scripts.io.writer import check_writable
 
 logger = logging.getLogger(__name__)
@@ -100,13 +101,19 @@ class CellReadout:
     def cells_dir(self) -> Path:
         return self.output_dir / CELLS_DIR
 
-    def pixel_size(self, recorded: Any, stem: str) -> float:
-        """The stack's recorded pixel size (µm) when it is a positive number, else the default (logged)."""
+    @staticmethod
+    def recorded_pixel_size(recorded: Any) -> float | None:
+        """``recorded`` (µm) when it is a positive number, else None."""
         try:
             px = float(recorded) if recorded is not None else math.nan
         except (TypeError, ValueError):
             px = math.nan
-        if math.isfinite(px) and px > 0:
+        return px if math.isfinite(px) and px > 0 else None
+
+    def pixel_size(self, recorded: Any, stem: str) -> float:
+        """The stack's recorded pixel size (µm) when it is a positive number, else the default (logged)."""
+        px = self.recorded_pixel_size(recorded)
+        if px is not None:
             return px
         log = logger.warning if not self._warned_pixel_size else logger.info
         log(
@@ -125,6 +132,8 @@ class CellReadout:
         wavenumbers: np.ndarray,
         labels: np.ndarray,
         pixel_size_um: float | None = None,
+        axis_check: str = "",
+        flag: str = "",
     ) -> CellMeasurement | None:
         """Measure one stack, write its files and update the tables; None when disabled.
 
@@ -135,6 +144,10 @@ class CellReadout:
             wavenumbers: (K,) Raman shift of each frame, cm⁻¹.
             labels: (H, W) semantic label map (0 background, 1 nucleus, 2 lipid droplet).
             pixel_size_um: the pixel size the file records, or None.
+            axis_check: the reader's verdict on the spectral axis (``"assumed"``: the overlay shows the mean image
+                instead of the CH₂ one).
+            flag: the QC verdict the overlay prints ("" for a stack that is not flagged;
+                :func:`scripts.engine.segmentation_writer.overlay_flag`).
         """
         if not self.enabled:
             return None
@@ -143,7 +156,16 @@ class CellReadout:
         m = measure_cells(stack, wavenumbers, labels, px, stem, self.parameters)
         t1 = time.perf_counter()
         self.cells_dir.mkdir(exist_ok=True)
-        write_cell_outputs(self.cells_dir, m, nifti=self.nifti, overlay=self.overlays, table=False)
+        options = None
+        if self.overlays:
+            options = {
+                "ch2": ch2_image(stack, wavenumbers, axis_check),
+                "flag": flag,
+                "pixel_size_assumed": self.recorded_pixel_size(pixel_size_um) is None,
+            }
+        write_cell_outputs(
+            self.cells_dir, m, nifti=self.nifti, overlay=self.overlays, table=False, overlay_options=options
+        )
         t2 = time.perf_counter()
         update_stack_rows(self.output_dir / CELLS_CSV, stem, m.rows, CELL_COLUMNS, csv_value)
         update_stack_rows(self.output_dir / SUMMARY_CSV, stem, [m.summary], IMAGE_COLUMNS, csv_value)

@@ -100,9 +100,21 @@ def write_overlay_png(
     instances: CellInstances,
     pixel_size_um: float | None = None,
     title: str | None = None,
+    ch2: tuple[np.ndarray, str] | None = None,
+    flag: str = "",
+    pixel_size_assumed: bool = False,
 ) -> Path:
-    """Write the overlay PNG (:func:`scripts.cells.overlay.overlay_png`)."""
-    content = overlay_png(mean_image, instances, checked_pixel_size(pixel_size_um), title)
+    """Write the overlay PNG (:func:`scripts.cells.overlay.overlay_png`; ``ch2``, ``flag``, ``pixel_size_assumed``
+    as there)."""
+    content = overlay_png(
+        mean_image,
+        instances,
+        checked_pixel_size(pixel_size_um),
+        title,
+        ch2=ch2,
+        flag=flag,
+        pixel_size_assumed=pixel_size_assumed,
+    )
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(content)
@@ -166,12 +178,18 @@ def write_table(
 
 
 def write_cell_outputs(
-    folder: str | Path, measurement: CellMeasurement, nifti: bool = True, overlay: bool = True, table: bool = True
+    folder: str | Path,
+    measurement: CellMeasurement,
+    nifti: bool = True,
+    overlay: bool = True,
+    table: bool = True,
+    overlay_options: dict | None = None,
 ) -> list[Path]:
     """Write every per-stack file of a :class:`~scripts.cells.measure.CellMeasurement` into ``folder``.
 
     ``<stem>_instances.tif``, ``<stem>_instances_*.nii.gz`` (``nifti``), ``<stem>_cells_overlay.png``
-    (``overlay``) and ``<stem>_cells.csv`` (``table``: its rows; header only when the field has no
+    (``overlay``; ``overlay_options``: ``ch2``, ``flag``, ``pixel_size_assumed`` of :func:`write_overlay_png`)
+    and ``<stem>_cells.csv`` (``table``: its rows; header only when the field has no
     cell). The tables over all stacks (rows and summaries) are for the caller to collect and pass to
     :func:`write_table`, or to update stack by stack (:mod:`scripts.cells.tables`).
 
@@ -188,7 +206,12 @@ def write_cell_outputs(
     if overlay:
         written.append(
             write_overlay_png(
-                folder / f"{m.stem}_cells_overlay.png", m.mean_image, m.instances, m.pixel_size_um, m.stem
+                folder / f"{m.stem}_cells_overlay.png",
+                m.mean_image,
+                m.instances,
+                m.pixel_size_um,
+                m.stem,
+                **(overlay_options or {}),
             )
         )
     if table:

@@ -26,6 +26,11 @@ region in its stored type for a chunked file) + the chunks being decoded (``2 ×
 chunks decoded at once, 1 to 4 as the budget allows) + 6 bytes per field pixel for the summary's
 object counts at the end.
 
+With ``overlays`` it also writes ``<stem>_overlay.png`` (:class:`MosaicOverlay`): a downsampled view of the field, at
+most ``overlay_px`` (1024) on the long side, built tile by tile from the regions and label tiles of the pass above
+(no second read): per block of ``n × n`` field pixels the mean of the CH₂ frames and of all frames, and the label of
+its centre pixel; then the bundle's overlay figure (:mod:`scripts.io.overlay`), its scale bar for the block size.
+
 A chunked file's chunks are decoded whole by every region that touches them, so chunks much larger
 than the tiles make every tile decode far more than it uses: the run logs this read amplification
 (a WARNING above 4×, with the command that rewrites the file in smaller chunks).
@@ -44,7 +49,7 @@ import numpy as np
 import torch
 from scripts.engine.inferers import FieldSlidingWindowInferer, window_starts
 from scripts.engine.progress import ProgressLogger
-from scripts.engine.segmentation_writer import SUMMARY_FIELDS, label_statistics
+from scripts.engine.segmentation_writer import SUMMARY_FIELDS, label_statistics, overlay_flag
 from scripts.io.errors import HSRSInputError, HSRSOptionError
 from scripts.io.formats import stack_stem
 from scripts.io.mosaic import (
@@ -57,6 +62,7 @@ from scripts.io.mosaic import (
     write_label_tiles,
 )
 from scripts.io.ome_zarr import DEFAULT_CONCURRENCY, read_label_image
+from scripts.io.overlay import OverlayFigure, ch2_frames, overlay_rgb, save_png, stretch
 from scripts.io.tables import update_table
 from scripts.io.writer import check_writable
 from scripts.spectra.calibration import check_axis
@@ -158,6 +164,86 @@ def plan_cost(field: tuple[int, int], tile: int, roi: Sequence[int], overlap: fl
     )
 
 
+class MosaicOverlay:
+    """The downsampled view of a mosaic for its overlay, filled tile by tile (bounded memory: ~10 bytes per view pixel).
+
+    The field (H, W) is cut into blocks of ``stride`` × ``stride`` pixels, ``stride`` the smallest that gives at
+    most ``max_px`` blocks on the long side. Per block: the mean of the CH₂ frames (``frames``; None: all frames),
+    the mean of all frames, and the label of its centre pixel (nearest-neighbour: pure class colours).
+    """
+
+    def __init__(
+        self, field: tuple[int, int], frames: np.ndarray | None, max_px: int = 1024, ch2_title: str = "mean image"
+    ):
+        h, w = (int(v) for v in field)
+        self.field, self.frames, self.ch2_title = (h, w), frames, ch2_title
+        self.stride = max(1, math.ceil(max(h, w) / max(int(max_px), 1)))
+        vh, vw = math.ceil(h / self.stride), math.ceil(w / self.stride)
+        self.ch2 = np.zeros((vh, vw), np.float32)
+        self.mean = np.zeros((vh, vw), np.float32)
+        self.labels = np.zeros((vh, vw), np.uint8)
+
+    @staticmethod
+    def bytes_per_view_px() -> int:
+        """The view (three arrays) and, while it is drawn, its float RGB and grey copies."""
+        return 4 + 4 + 1 + 4 * 3 + 4 * 2
+
+    def _blocks(self, a: int, b: int, size: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """Along one axis, for the core ``[a, b)``: the first block, the block starts within it (relative to ``a``,
+        the first clipped to 0) and the centre pixels of the blocks whose centre lies in it (relative to ``a``)."""
+        s = self.stride
+        first, last = a // s, (b - 1) // s
+        starts = np.maximum(np.arange(first, last + 1) * s, a) - a
+        centres = np.minimum(np.arange(first, last + 1) * s + s // 2, size - 1)
+        return first, starts, centres
+
+    def images(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The mean and the CH₂ image (H, W) of a core tile's ``frames`` (K, H, W) as read."""
+        mean = frames.mean(0, dtype=np.float32)
+        return mean, mean if self.frames is None else frames[self.frames].mean(0, dtype=np.float32)
+
+    def add(self, y0: int, y1: int, x0: int, x1: int, mean: np.ndarray, ch2: np.ndarray, labels: np.ndarray) -> None:
+        """Add a core tile ``[y0, y1) × [x0, x1)``: its mean and CH₂ images (:meth:`images`) and its label map."""
+        h, w = self.field
+        by, ys, cy = self._blocks(y0, y1, h)
+        bx, xs, cx = self._blocks(x0, x1, w)
+        for target, image in ((self.mean, mean), (self.ch2, ch2)):
+            sums = np.add.reduceat(np.add.reduceat(image, ys, axis=0), xs, axis=1)
+            target[by : by + ys.size, bx : bx + xs.size] += (
+                sums / self._area(by, ys.size, h)[:, None] / self._area(bx, xs.size, w)
+            )
+        iy, ix = (cy >= y0) & (cy < y1), (cx >= x0) & (cx < x1)
+        self.labels[np.ix_(by + np.flatnonzero(iy), bx + np.flatnonzero(ix))] = labels[np.ix_(cy[iy] - y0, cx[ix] - x0)]
+
+    def _area(self, first: int, n: int, size: int) -> np.ndarray:
+        """Pixels of blocks ``first … first + n - 1`` along an axis of ``size`` (the last may be cut by the field)."""
+        starts = np.arange(first, first + n) * self.stride
+        return (np.minimum(starts + self.stride, size) - starts).astype(np.float32)
+
+    def figure(
+        self, title: str, pixel_size_um: float | None, pixel_size_assumed: bool = False, flag: str = ""
+    ) -> OverlayFigure:
+        """The overlay figure of the view (:class:`scripts.io.overlay.OverlayFigure`)."""
+        h, w = self.field
+        notes = []
+        if self.stride > 1:
+            notes.append(
+                f"downsampled view of the {h} × {w} px field: 1 pixel = {self.stride} × {self.stride} field pixels "
+                "(images: their mean; labels: the centre pixel's)"
+            )
+        return OverlayFigure(
+            panels=[
+                (stretch(self.ch2), self.ch2_title),
+                (overlay_rgb(None, self.labels, background=self.mean), "segmentation on the mean image"),
+            ],
+            title=title,
+            pixel_size_um=None if not pixel_size_um else pixel_size_um * self.stride,
+            pixel_size_assumed=pixel_size_assumed,
+            flag=flag,
+            notes=notes,
+        )
+
+
 class MosaicSegmenter:
     """Segment stacks of any size within ``memory_gib`` (see the module docstring); ``run`` over a datalist.
 
@@ -171,6 +257,11 @@ class MosaicSegmenter:
         sample_px: the subsample grid for the axis check and the intensity scale (``sample_px``² pixels).
         weights_loader: ``handlers#0`` of ``inference.yaml`` (MONAI ``CheckpointLoader``), or None.
         summary_csv: the summary table (rows of other stacks are kept).
+        overlays: also write ``<stem>_overlay.png`` from a downsampled view (:class:`MosaicOverlay`; its memory is
+            counted in :meth:`fixed_bytes`).
+        default_pixel_size_um: the overlay's scale bar for stacks whose file records no pixel size (marked as
+            assumed; config id ``cells_pixel_size_um``); None: no scale bar for them.
+        overlay_px: the view's long side at most, pixels (the figure's is about twice that: two panels).
     """
 
     def __init__(
@@ -186,6 +277,9 @@ class MosaicSegmenter:
         weights_loader=None,
         summary_csv: str = "summary.csv",
         label_format: str = "tif",
+        overlays: bool = False,
+        default_pixel_size_um: float | None = 0.25,
+        overlay_px: int = 1024,
     ):
         self.network, self.inferer = network, inferer
         self._configured_inferer = inferer  # choose_tile may use a smaller window for one stack
@@ -201,6 +295,12 @@ class MosaicSegmenter:
         if label_format not in LABEL_FORMATS:
             raise HSRSOptionError(f"label_format must be one of {LABEL_FORMATS} for a mosaic, got {label_format!r}.")
         self.label_format = label_format
+        self.overlays, self.overlay_px = bool(overlays), int(overlay_px)
+        self.default_pixel_size_um = None if default_pixel_size_um is None else float(default_pixel_size_um)
+        self._overlay: MosaicOverlay | None = None
+        if self.overlays:  # imported now, so that the process's size measured for the budget includes them
+            import matplotlib.backends.backend_agg
+            import matplotlib.figure  # noqa: F401
         self.resample = SpectralResample(min_frames=self.min_frames)
         self.normalize = NormalizeSpectralIntensity()
         self._weights_loaded = False
@@ -224,7 +324,16 @@ class MosaicSegmenter:
         (the windows of ``inferer``, default the current one)."""
         inferer = self.inferer if inferer is None else inferer
         window_px = int(np.prod(inferer.max_roi_size)) * int(inferer.sw_batch_size)
-        return process_rss_bytes() + ACTIVATION_BYTES_PER_WINDOW_PX * window_px
+        return process_rss_bytes() + ACTIVATION_BYTES_PER_WINDOW_PX * window_px + self.overlay_bytes()
+
+    def overlay_bytes(self) -> int:
+        """Memory of the overlay (0 without ``overlays``): its view (:meth:`MosaicOverlay.bytes_per_view_px`) and,
+        while it is drawn, the figure (two panels of at most 2048 × ``overlay_px`` screen pixels: ~24 bytes each
+        for the canvas, matplotlib's RGBA buffer and the PNG encoder)."""
+        if not getattr(self, "overlays", False):
+            return 0
+        view = self.overlay_px**2
+        return MosaicOverlay.bytes_per_view_px() * view + 24 * 2 * max(2048, self.overlay_px) * self.overlay_px
 
     def _window_candidates(self) -> list[FieldSlidingWindowInferer]:
         """The configured inferer, then copies with smaller windows (steps of 64 px down to 256 px, multiples of the
@@ -447,6 +556,10 @@ class MosaicSegmenter:
                 amplification,
                 f" (slow: {chunk_advice(lazy)})" if level == logging.WARNING else "",
             )
+        self._overlay = None
+        if self.overlays:
+            frames, ch2_title = ch2_frames(wavenumbers if check.flag != "assumed" else None, check.flag)
+            self._overlay = MosaicOverlay((h, w), frames, self.overlay_px, ch2_title)
         progress = ProgressLogger(total=len(tiles), unit="tile", name=f"{path.name}")
         progress.started()
         progress.epoch_started(None)
@@ -466,6 +579,19 @@ class MosaicSegmenter:
             self.output_dir / f"{stem}.{self.label_format}", (h, w), tile, label_tiles(), lazy.pixel_size_um
         )
         lazy.close()
+        if self._overlay is not None:
+            t0 = time.perf_counter()
+            pixel = lazy.pixel_size_um or self.default_pixel_size_um
+            figure = self._overlay.figure(
+                f"{stem} ({h} × {w} px)",
+                pixel,
+                pixel_size_assumed=not lazy.pixel_size_um and pixel is not None,
+                flag=overlay_flag(None, check.flag),
+            )
+            self._overlay = None
+            save_png(self.output_dir / f"{stem}_overlay.png", figure)
+            del figure
+            self.timings["overlay"] = time.perf_counter() - t0
         row = self._summary(out, path, stem, (h, w), lazy.pixel_size_um, check.flag)
         total = time.perf_counter() - started
         self.timings["total"] = total
@@ -511,6 +637,9 @@ class MosaicSegmenter:
         if bad.any():  # as the reader's nan_policy="repair": the frame's median (of the subsample)
             raw[bad] = np.broadcast_to(self._frame_medians[:, None, None], raw.shape)[bad]
         del bad
+        images = None
+        if self._overlay is not None:  # the core's mean and CH₂ images as read, for the overlay's view
+            images = self._overlay.images(raw[:, t.y0 - t.ry0 : t.y1 - t.ry0, t.x0 - t.rx0 : t.x1 - t.rx0])
         img = self._preprocess(raw, wavenumbers, lo, hi)
         del raw
         t2 = time.perf_counter()
@@ -520,6 +649,8 @@ class MosaicSegmenter:
         del logits
         out = np.zeros((tile, tile), np.uint8)
         out[: t.y1 - t.y0, : t.x1 - t.x0] = core.to(torch.uint8).cpu().numpy()
+        if images is not None:
+            self._overlay.add(t.y0, t.y1, t.x0, t.x1, *images, out[: t.y1 - t.y0, : t.x1 - t.x0])
         t3 = time.perf_counter()
         self.timings["read"] += t1 - t0
         self.timings["preprocess"] += t2 - t1

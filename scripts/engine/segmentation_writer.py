@@ -26,9 +26,10 @@ from monai.data import MetaTensor
 from scipy import ndimage
 from scripts.io.formats import stack_stem
 from scripts.io.orientation import to_row_major
-from scripts.io.overlay import overlay_rgb, save_png
+from scripts.io.overlay import save_png, stack_overlay_figure
 from scripts.io.tables import read_table, update_table
 from scripts.io.writer import check_writable, write_label_map
+from scripts.qc.reference import AXIS_FLAGS
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +80,24 @@ def as_label_map(pred: Any) -> np.ndarray:
     return np.ascontiguousarray(to_row_major(np.asarray(arr).reshape(arr.shape[-2:]))).astype(np.uint8)
 
 
-def _axis_flag(meta: dict, image: Any) -> str:
+def axis_flag(meta: dict, image: Any) -> str:
     """``meta["axis_check"]`` of the prediction or its image ("" when the reader did not record one)."""
     flag = meta.get("axis_check") or (image.meta.get("axis_check") if isinstance(image, MetaTensor) else None)
     return str(flag[0] if isinstance(flag, list | tuple) and flag else flag or "")
+
+
+def overlay_flag(qc: dict | None, axis_check: str = "") -> str:
+    """The verdict an overlay prints for a flagged stack ("" otherwise): the quality check's (``item["qc"]``, which
+    includes the axis check's when the QC ran), else the reader's axis check when it contradicts the chemistry."""
+    qc = qc or {}
+    if str(qc.get("qc_flag", "")) == "flagged":
+        score = qc.get("ood_score")
+        value = f" (ood_score {score})" if score not in (None, "") else ""
+        reason = str(qc.get("qc_reason") or "").strip()
+        return f"QC FLAGGED{value}: not like the training data" + (f": {reason}" if reason else "")
+    if axis_check in AXIS_FLAGS:
+        return f"AXIS CHECK FLAGGED ({axis_check}): the stored spectral axis disagrees with the stack's chemistry"
+    return ""
 
 
 class SegmentationWriter:
@@ -95,9 +110,12 @@ class SegmentationWriter:
         pred_key, image_key: keys of the decollated engine output (``engine.state.output``).
         label_key: optional ground truth key; when given, overlays outline the truth in red.
         formats: label-map formats (``"nii.gz"``, ``"tif"``); empty to write only overlays/CSV.
-        overlays: write overlay PNGs.
+        overlays: write overlay PNGs: the CH₂ image beside the label map on the mean image, legend, scale bar, the
+            QC verdict when the stack is flagged (:func:`scripts.io.overlay.stack_overlay_figure`).
         summary_csv: file name of the summary table (its row is updated atomically after each image;
             rows of other stacks are kept).
+        default_pixel_size_um: the overlays' scale bar for stacks whose file records no pixel size (marked as
+            assumed; config id ``cells_pixel_size_um``); None: no scale bar for them.
     """
 
     def __init__(
@@ -109,10 +127,12 @@ class SegmentationWriter:
         formats: tuple[str, ...] | list[str] = ("nii.gz", "tif"),
         overlays: bool = True,
         summary_csv: str | None = "summary.csv",
+        default_pixel_size_um: float | None = 0.25,
     ):
         self.output_dir = check_writable(output_dir)
         self.pred_key, self.image_key, self.label_key = pred_key, image_key, label_key
         self.formats, self.overlays, self.summary_csv = tuple(formats), overlays, summary_csv
+        self.default_pixel_size_um = None if default_pixel_size_um is None else float(default_pixel_size_um)
         self.rows: dict[str, dict] = {}
         self.skipped: dict[str, str] = {}
 
@@ -142,7 +162,23 @@ class SegmentationWriter:
         if self.overlays and image is not None:
             truth = as_label_map(item[self.label_key]) if self.label_key and self.label_key in item else None
             stack = to_row_major(image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image))
-            save_png(self.output_dir / f"{stem}_overlay.png", overlay_rgb(stack, labels, truth))
+            axis = axis_flag(meta, image)
+            image_meta = image.meta if isinstance(image, MetaTensor) else meta
+            wavenumbers = image_meta.get("wavenumbers", meta.get("wavenumbers"))
+            if isinstance(wavenumbers, torch.Tensor):
+                wavenumbers = wavenumbers.detach().cpu().numpy()
+            figure = stack_overlay_figure(
+                stack,
+                labels,
+                truth,
+                wavenumbers=None if wavenumbers is None else np.asarray(wavenumbers, float).ravel()[: stack.shape[0]],
+                axis_check=axis,
+                pixel_size_um=pixel or self.default_pixel_size_um,
+                pixel_size_assumed=pixel is None and self.default_pixel_size_um is not None,
+                flag=overlay_flag(item.get("qc"), axis),
+                title=stem,
+            )
+            save_png(self.output_dir / f"{stem}_overlay.png", figure)
         stats = label_statistics(labels)
         row = {
             "stem": stem,
@@ -154,7 +190,7 @@ class SegmentationWriter:
         }
         row["nucleus_area_um2"] = round(stats["nucleus_area_px"] * pixel**2, 3) if pixel else ""
         row["lipid_droplet_area_um2"] = round(stats["lipid_droplet_area_px"] * pixel**2, 3) if pixel else ""
-        row["axis_check"] = _axis_flag(meta, image)  # the reader's verdict on the spectral axis (README, data contract)
+        row["axis_check"] = axis_flag(meta, image)  # the reader's verdict on the spectral axis (README, data contract)
         qc = item.get("qc") or {}  # the quality check's handler, attached before this one (scripts.qc.handler)
         row.update({k: qc.get(k, "") for k in QC_FIELDS})
         row["error"] = ""
