@@ -130,6 +130,8 @@ class SegmentWidget(QWidget):
         self._cancel = threading.Event()
         self._segmenters: dict[tuple, Any] = {}
         self.timings: dict[str, float] = {}
+        #: when the worker's result reached the viewer's thread (the layers are made from then on)
+        self.show_started: float | None = None
 
         self.layer_choice = _LayerChoice(napari_viewer, _stack_layers)
         self.method = QComboBox()
@@ -215,7 +217,7 @@ class SegmentWidget(QWidget):
             return
         item = StackInput.from_layer(layer.data, layer.metadata, layer.name)
         method = METHODS[self.method.currentText()]
-        self.result, self.error = None, None
+        self.result, self.error, self.show_started = None, None, None
         self._cancel.clear()
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -226,7 +228,7 @@ class SegmentWidget(QWidget):
         def work():
             return self.segmenter(method).segment(item, self._progress.changed.emit, self._cancel.is_set)
 
-        self.worker = create_worker(work)
+        self.worker = create_worker(work, _ignore_errors=True)
         self.worker.returned.connect(lambda result: self._show(item, layer, result))
         self.worker.errored.connect(self._failed)
         self.worker.finished.connect(self._finished)
@@ -252,7 +254,7 @@ class SegmentWidget(QWidget):
 
     def _show(self, item: StackInput, image_layer, result: SegmentationResult) -> None:
         """Add (or update) the result's layers, the QC line and the cell table."""
-        t0 = time.perf_counter()
+        t0 = self.show_started = time.perf_counter()
         px = item.pixel_size_um
         meta = {"method": result.method, "source_layer": image_layer.name, **result.qc}
         classes = _set_labels_layer(self.viewer, class_labels_layer(result.labels, f"{item.name} classes", px, **meta))
@@ -385,7 +387,7 @@ class PhasorWidget(QWidget):
         parameters_file = self.parameters_file.text().strip() or None
         self.session, self.error = None, None
         self.status.setText(f"phasor of {item.name} …")
-        self.worker = create_worker(PhasorSession.from_file, item, parameters_file)
+        self.worker = create_worker(PhasorSession.from_file, item, parameters_file, _ignore_errors=True)
         self.worker.returned.connect(self._computed)
         self.worker.errored.connect(self._failed)
         self.worker.finished.connect(lambda: setattr(self, "worker", None))
@@ -587,7 +589,7 @@ class CorrectionsWidget(QWidget):
             self.run.start()
             yield from self.run.lines_until_done()
 
-        self.worker = create_worker(work)
+        self.worker = create_worker(work, _ignore_errors=True)
         self.worker.yielded.connect(self._on_line)
         self.worker.finished.connect(self._finished)
         self.worker.start()
