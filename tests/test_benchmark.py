@@ -424,13 +424,76 @@ def test_shipped_weights_and_code_version_come_from_the_files_and_git(tmp_path):
     assert code_version(tmp_path) == {"commit": head, "uncommitted": True}
 
 
-def test_a_quick_section_run_records_its_weights_and_commit(tmp_path):
+def test_a_quick_section_run_records_its_weights_and_commit(tmp_path, monkeypatch):
     from scripts import benchmark
 
+    monkeypatch.setattr(benchmark, "code_version", lambda: {"commit": "abc1234", "uncommitted": True})
     out = tmp_path / "results.md"
     benchmark.main(["--sections", "simulator", "--quick", "--out", str(out)])
     env = json.loads(out.with_suffix(".json").read_text())["simulator"]["environment"]
-    assert env["weights"]["used"] == "none"
-    assert env["weights"]["version"] == json.loads(benchmark.METADATA.read_text())["version"]
-    assert env["commit"] == benchmark.code_version()["commit"]
-    assert "Weights: no network." in out.read_text()
+    assert env["weights"] == {"used": "none", **benchmark.shipped_weights()}
+    assert (env["commit"], env["uncommitted"]) == ("abc1234", True)
+    text = out.read_text()
+    assert "Weights: no network. Commit: `abc1234` + uncommitted changes." in text
+    assert text.index("<!-- begin:summary -->") < text.index("<!-- begin:simulator -->")
+
+
+# ----------------------------------------------------------------------------------- the summary block
+
+
+def test_github_anchors_of_the_section_headings():
+    from scripts.benchmark import github_anchor
+
+    assert github_anchor("Spectral axis vs chemistry, and partial windows") == (
+        "spectral-axis-vs-chemistry-and-partial-windows"
+    )
+    assert github_anchor("Recipe and encoder study: hybrid-UNet vs nnU-Net's recipe") == (
+        "recipe-and-encoder-study-hybrid-unet-vs-nnu-nets-recipe"
+    )
+    assert github_anchor("Adaptation: fine-tuned (configs/adapt.yaml)") == "adaptation-fine-tuned-configsadaptyaml"
+    assert github_anchor("Windows of 512² × 64 – plans") == "windows-of-512²--64--plans"
+
+
+def test_summary_block_goes_first_and_flags_older_weights():
+    from scripts.benchmark import SUMMARY, summary_markdown, update_markdown
+
+    text = "# R\n\nintro\n\n<!-- begin:qc -->\n## Quality check (OOD)\n\nbody\n<!-- end:qc -->\n"
+    shipped = {"version": "0.5.0", "md5": "new"}
+    qc = {
+        "auroc_decision_overall": 0.9,
+        "false_flag_rate": {"default": 0.0},
+        "stacks": [{"kind": "default", "qc_flag": "ok"}, {"kind": "noise", "qc_flag": "flagged"}],
+    }
+    old = {"environment": {"date": "2026-11-29", "weights": {"used": "shipped", "version": "0.4.0", "md5": "old"}}}
+    block = summary_markdown({"qc": {**old, **qc}}, text, shipped)
+    assert "Shipped weights: **0.5.0**" in block
+    assert "| AUROC 0.900; 1/1 corrupted stacks flagged;" in block
+    assert "[qc](#quality-check-ood) | **0.4.0** (older: md5 `old`) | 2026-11-29, not recorded |" in block
+    assert "not yet regenerated: [qc](#quality-check-ood) (0.4.0)." in block
+    current = {"environment": {"date": "2026-12-08", "commit": "abc", "weights": {"used": "shipped", **shipped}}}
+    block = summary_markdown({"qc": {**current, **qc}}, text, shipped)
+    assert "| 0.5.0 | 2026-12-08, `abc` |" in block
+    assert "not yet regenerated" not in block
+    new = update_markdown(text, SUMMARY, block, first=True)
+    assert new.index("<!-- begin:summary -->") < new.index("<!-- begin:qc -->")
+    assert new.index("intro") < new.index("<!-- begin:summary -->")
+    assert update_markdown(new, SUMMARY, block, first=True) == new
+
+
+def test_summary_block_of_the_committed_results_is_current():
+    """docs/results.md's summary is what the harness makes of docs/results.json, with every headline found and every
+    link pointing at a section heading (``python -m scripts.benchmark --summary_only`` rewrites it)."""
+    import re
+
+    from scripts.benchmark import RESULTS_MD, SUMMARY, github_anchor, summary_markdown
+
+    text = RESULTS_MD.read_text()
+    block = re.search(rf"<!-- begin:{SUMMARY} -->\n(.*?)\n<!-- end:{SUMMARY} -->", text, re.DOTALL).group(1)
+    assert block == summary_markdown(
+        json.loads(RESULTS_MD.with_suffix(".json").read_text()), text
+    ), "docs/results.md's summary is out of date: python -m scripts.benchmark --summary_only"
+    assert "no headline" not in block
+    anchors = {github_anchor(h) for h in re.findall(r"^## (.+)$", text, re.MULTILINE)}
+    links = re.findall(r"\]\(#([^)]+)\)", block)
+    assert len(links) >= 10
+    assert set(links) <= anchors
