@@ -65,10 +65,15 @@ def _stack_layers(viewer) -> list:
     return [layer for layer in viewer.layers if "wavenumbers" in (layer.metadata or {}) and layer.data.ndim == 3]
 
 
-def _labels_layers(viewer) -> list:
+def _class_layers(viewer) -> list:
+    """Labels layers of classes (0, 1, 2): not the cell instances."""
     from napari.layers import Labels
 
-    return [layer for layer in viewer.layers if isinstance(layer, Labels)]
+    return [
+        layer
+        for layer in viewer.layers
+        if isinstance(layer, Labels) and (layer.metadata or {}).get("hsrs_kind", "classes") == "classes"
+    ]
 
 
 class _LayerChoice(QComboBox):
@@ -149,6 +154,7 @@ class SegmentWidget(QWidget):
         self.qc_label = QLabel("")
         self.qc_label.setWordWrap(True)
         self.table = QTableWidget()
+        self.table.setMinimumHeight(140)
         self.export_button = QPushButton("Export cells.csv")
         self.export_button.setEnabled(False)
         self.export_path = QLineEdit(str(OUTPUT_DIR / "cells.csv"))
@@ -257,14 +263,14 @@ class SegmentWidget(QWidget):
         t0 = self.show_started = time.perf_counter()
         px = item.pixel_size_um
         meta = {"method": result.method, "source_layer": image_layer.name, **result.qc}
-        classes = _set_labels_layer(self.viewer, class_labels_layer(result.labels, f"{item.name} classes", px, **meta))
         cells_layer = None
-        if result.cells is not None:
+        if result.cells is not None:  # under the classes, which are the layer to paint corrections on
             cells_layer = _set_labels_layer(
                 self.viewer,
                 cell_labels_layer(result.cells.instances.cells, result.cells.rows, f"{item.name} cells", px, **meta),
             )
             self._fill_table(result.cells.rows)
+        classes = _set_labels_layer(self.viewer, class_labels_layer(result.labels, f"{item.name} classes", px, **meta))
         self.export_button.setEnabled(result.cells is not None)
         self.viewer.layers.selection.active = classes
         self.result, self.classes_layer, self.cells_layer = result, classes, cells_layer
@@ -422,7 +428,7 @@ class PhasorWidget(QWidget):
         for name, (g, sv) in s.cursors.items():
             (marker,) = ax.plot([g], [sv], "o", ms=11, mfc="none", mew=2.5, color=CURSOR_COLOURS[name], label=name)
             self._markers[name] = marker
-        ax.legend(loc="upper right", fontsize=7)
+        ax.legend(loc="best", fontsize=7, framealpha=0.6)
         self.canvas.draw_idle()
 
     def _update_labels(self) -> None:
@@ -510,7 +516,7 @@ class CorrectionsWidget(QWidget):
         self.last_saved: tuple[str, dict] | None = None
 
         self.image_choice = _LayerChoice(napari_viewer, _stack_layers)
-        self.labels_choice = _LayerChoice(napari_viewer, _labels_layers)
+        self.labels_choice = _LayerChoice(napari_viewer, _class_layers)
         self.folder = QLineEdit(str(OUTPUT_DIR / "corrections"))
         self.split = QComboBox()
         self.split.addItems(["auto", "training", "validation"])
