@@ -31,7 +31,9 @@ NOT_LISTED = {
     "zarr",
     "onnxruntime",
     "onnxscript",
-}  # ONNX Runtime: optional (backend auto uses it when installed)
+    "napari",
+    "qtpy",
+}  # ONNX Runtime: optional (backend auto uses it when installed); napari, qtpy: the napari plugin's (requirements-napari.txt)
 
 
 def _third_party_imports() -> set[str]:
