@@ -231,6 +231,20 @@ def _comparison(sec: dict) -> list[tuple[str, str]]:
     ]
 
 
+def _recipes(sec: dict) -> list[tuple[str, str]]:
+    arms = {k: a for k, a in sec["arms"].items() if "pooled" in a}
+    parts = [f"{arms[k]['label']} {_pair(arms[k]['pooled'])}" for k in ("hybrid_fast", "nnunet_2d_recipe") if k in arms]
+    best = max(arms.values(), key=lambda a: a["pooled"]["nucleus"]["mean"] + a["pooled"]["lipid_droplet"]["mean"])
+    parts.append(f"best arm: {best['label']} {_pair(best['pooled'])}")
+    n = best["pooled"]["nucleus"]["n"]
+    return [
+        (
+            f"Recipe study, every arm trained here on one budget: Dice nucleus / droplet ({n} test stacks)",
+            "; ".join(parts),
+        )
+    ]
+
+
 def _model_cost(sec: dict) -> list[tuple[str, str]]:
     rows = [r for r in sec["rows"] if r.get("size", [0])[0] == max(r.get("size", [0])[0] for r in sec["rows"])]
     shipped = next(r for r in rows if "shipped" in r["model"])
@@ -358,6 +372,7 @@ def _adaptation(sec: dict) -> list[tuple[str, str]]:
 HEADLINES = {
     "shipped": _shipped,
     "comparison": _comparison,
+    "recipes": _recipes,
     "model_cost": _model_cost,
     "phasor": _phasor,
     "throughput": _throughput,
