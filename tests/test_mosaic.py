@@ -104,11 +104,12 @@ def test_tiled_and_whole_field_agree(mosaic_file, tmp_path, capsys):
     agree = float((a == b).mean())
     print(f"tiled (48 px tiles) vs whole field: {100 * agree:.3f} % of pixels agree")
     assert agree >= 0.999
-    # and the mosaic path segments as the ordinary inference preprocessing + sliding window does
+    # and the mosaic path segments as the ordinary inference preprocessing + sliding window does, on the field in
+    # MONAI's (K, X, Y) order as the whole-stack path's reader gives it (scripts/io/orientation.py)
     stack, meta = read_hsrs(mosaic_file)
     img = NormalizeSpectralIntensity()(SpectralResample()(torch.from_numpy(stack), meta["wavenumbers"]))
     with torch.inference_mode():
-        ordinary = inferer(torch.as_tensor(img)[None], net.eval())[0].argmax(0).numpy()
+        ordinary = inferer(torch.as_tensor(img).transpose(1, 2)[None], net.eval())[0].argmax(0).T.numpy()
     agree = float((ordinary == a).mean())
     print(f"mosaic path vs ordinary inference: {100 * agree:.3f} % of pixels agree")
     assert agree >= 0.999
@@ -144,7 +145,7 @@ def test_mosaic_config_writes_a_tiled_label_map_and_summary_row_and_resumes(mosa
     wf = workflow(
         configs, "infer", dataset_dir=str(mosaic_file.parent), output_dir=str(tmp_path), resume=True, **override
     )
-    assert wf.parser.get_parsed_content("stacks") == []  # complete: a rerun with resume rewrites nothing
+    assert wf.parser.get_parsed_content("tiled_stacks") == []  # complete: a rerun with resume rewrites nothing
     wf.run()
     assert (tmp_path / "field.tif").stat().st_mtime_ns == mtime
     # --label_format ome.zarr: the same map as an OME-Zarr label image, and resume counts the folder as written
@@ -171,7 +172,7 @@ def test_mosaic_config_writes_a_tiled_label_map_and_summary_row_and_resumes(mosa
         label_format="ome.zarr",
         **override,
     )
-    assert wf.parser.get_parsed_content("stacks") == []
+    assert wf.parser.get_parsed_content("tiled_stacks") == []
 
 
 def test_mosaic_memory_setting_must_be_positive(tmp_path):
@@ -257,3 +258,126 @@ def test_of_the_smaller_windows_that_fit_the_one_with_the_least_network_and_read
     assert len(fitting) >= 3
     assert chosen.window_px + chosen.region_px == min(fitting.values())
     assert seg.inferer.max_roi_size[0] < max(fitting)  # not simply the largest window that fits
+
+
+def test_plain_inference_tiles_a_stack_too_large_for_memory_gib_and_segments_the_rest_whole(
+    mosaic_file, tmp_path, monkeypatch, capsys
+):
+    """One command for any field: in a folder with a small stack and one whose estimated need exceeds memory_gib,
+    plain inference.yaml segments the small one whole (NIfTI, per-cell readout) and the large one in tiles (tiled
+    TIFF, overlay, summary row; one INFO line), with the labels the whole field gets; a rerun with resume does
+    nothing."""
+    from scripts.engine import field_routing
+    from scripts.simulation.phantom import simulate_phantom
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "field.tif").symlink_to(mosaic_file)
+    ph = simulate_phantom(1, 48, 48)
+    write_stack(folder / "small.tif", ph.stack, ph.wavenumbers, 0.25)
+    # the estimate without the process and the network (this test process's size is not the bundle's): only the
+    # per-pixel working memory counts, so a budget between the two stacks' needs is exact
+    monkeypatch.setattr(MosaicSegmenter, "fixed_bytes", lambda self, inferer=None: 0)
+    per_px = MosaicSegmenter.bytes_per_region_px(_segmenter(tmp_path / "probe")[0], ph.stack.shape[0], 4)
+    small, large = (
+        field_routing.whole_field_bytes((ph.stack.shape[0], *hw), 4, _FixedFree(per_px))
+        for hw in [(48, 48), (144, 112)]
+    )
+    budget = (small + large) / 2 / 2**30
+    override = {"roi_size": [64, 64], "backend": "torch"}  # the shipped weights: labels to compare, not near-ties
+    configs = str(CONFIGS / "inference.yaml")
+    out = tmp_path / "out"
+    wf = workflow(configs, "infer", dataset_dir=str(folder), output_dir=str(out), memory_gib=budget, **override)
+    assert [p["image"].split("/")[-1] for p in wf.parser.get_parsed_content("stacks")] == ["small.tif"]
+    assert [p["image"].split("/")[-1] for p in wf.parser.get_parsed_content("tiled_stacks")] == ["field.tif"]
+    wf.run()
+    logged = [line for line in capsys.readouterr().out.splitlines() if "field_routing" in line]
+    assert len(logged) == 1
+    assert "field.tif" in logged[0]
+    assert "segmented in tiles" in logged[0]
+    assert (out / "small.nii.gz").is_file()
+    assert (out / "cells" / "small_instances.tif").is_file()
+    assert (out / "field.tif").is_file()
+    assert (out / "field_overlay.png").is_file()
+    assert not (out / "field.nii.gz").exists()
+    rows = {r["stem"]: r for r in csv.DictReader((out / "summary.csv").open())}
+    assert set(rows) == {"small", "field"}
+    assert not rows["field"]["error"]
+    tiled, _ = read_hsrs(out / "field.tif")
+    # the same field segmented whole (tiling never) gets the same labels: no seams
+    whole_out = tmp_path / "whole"
+    wf = workflow(configs, "infer", dataset_dir=str(folder), output_dir=str(whole_out), tiling="never", **override)
+    assert wf.parser.get_parsed_content("tiled_stacks") == []
+    wf.run()
+    whole, _ = read_hsrs(whole_out / "field.tif")
+    agree = float((tiled == whole).mean())
+    print(f"plain inference, tiled vs whole: {100 * agree:.3f} % of pixels agree")
+    assert agree >= 0.999  # as the mosaic path always agrees with the whole field (test_tiled_and_whole_field_agree)
+    wf = workflow(
+        configs, "infer", dataset_dir=str(folder), output_dir=str(out), memory_gib=budget, resume=True, **override
+    )
+    assert wf.parser.get_parsed_content("stacks") == []
+    assert wf.parser.get_parsed_content("tiled_stacks") == []
+
+
+class _FixedFree:
+    """The part of a MosaicSegmenter the estimate reads, with no fixed memory."""
+
+    memory_bytes = 0.0
+
+    def __init__(self, per_px: int):
+        self.per_px = per_px
+
+    def bytes_per_region_px(self, frames: int, itemsize: int = 0) -> int:
+        return self.per_px
+
+    def fixed_bytes(self) -> int:
+        return 0
+
+    def data_headroom(self, path) -> float:
+        return 2.0**30
+
+
+def test_tiling_setting_is_checked_and_forces_either_path(tmp_path):
+    from scripts.engine.field_routing import route_fields
+
+    write_stack(tmp_path / "a.tif", np.ones((16, 8, 8), np.float32), np.linspace(2800, 3050, 16))
+    items = [{"image": str(tmp_path / "a.tif")}, {"image": str(tmp_path / "b.tif"), "error": "unreadable"}]
+    routes = route_fields(items, _FixedFree(1), tiling="always")
+    assert routes.tiled == items[:1]
+    assert routes.whole == items[1:]
+    routes = route_fields(items, _FixedFree(1), tiling="never")
+    assert routes.whole == items
+    assert routes.tiled == []
+    with pytest.raises(HSRSOptionError, match="tiling must be one of"):
+        route_fields(items, _FixedFree(1), tiling="sometimes")
+
+
+def test_a_large_stack_the_tiled_path_cannot_read_in_parts_is_refused_before_any_work(tmp_path, monkeypatch):
+    """A .nii.gz too large for memory_gib (read whole, never in parts) is refused in one line naming it before any
+    stack is segmented; with --skip_errors it is recorded in summary.csv and the others are segmented."""
+    from scripts.simulation.phantom import simulate_phantom
+
+    from tests.conftest import raises_with
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    ph = simulate_phantom(2, 128, 128)
+    write_stack(folder / "big.nii.gz", ph.stack, ph.wavenumbers, 0.25)
+    write_stack(folder / "small.tif", ph.stack[:, :32, :32], ph.wavenumbers, 0.25)
+    monkeypatch.setattr(MosaicSegmenter, "fixed_bytes", lambda self, inferer=None: 0)
+    override = {"handlers#0#_disabled_": True, "network_def#features": [4, 8, 16, 32, 32], "roi_size": [32, 32]}
+    budget = 0.5 * ph.stack.size * 4 / 2**30  # half the compressed stack's float32 size
+    args = {"dataset_dir": str(folder), "tiling": "always", "memory_gib": budget, **override}
+    out = tmp_path / "out"
+    wf = workflow(str(CONFIGS / "inference.yaml"), "infer", output_dir=str(out), **args)
+    with pytest.raises(Exception) as excinfo:
+        wf.parser.get_parsed_content("tiled_stacks")
+    raises_with(excinfo, r"big\.nii\.gz: .*cannot be read in parts.*gunzip")
+    assert not (out / "small.tif").exists()
+    wf = workflow(str(CONFIGS / "inference.yaml"), "infer", output_dir=str(out), skip_errors=True, **args)
+    wf.run()
+    rows = {r["stem"]: r for r in csv.DictReader((out / "summary.csv").open())}
+    assert "cannot be read in parts" in rows["big"]["error"]
+    assert not rows["small"]["error"]
+    assert (out / "small.tif").is_file()

@@ -16,6 +16,8 @@
    region. MONAI places the same windows on the region as on the whole field there, with the same
    Gaussian weights, so the tile's logits are those of the whole field: no seam, and no margin to
    tune (the margin is whatever the windows need: up to one window on each side);
+   the network gets each region in MONAI's (K, X, Y) order, as the whole-stack path's reader gives a field
+   (:mod:`scripts.io.orientation`), so a tiled stack's labels are those of the same stack segmented whole;
 4. writes each tile of the label map as it is done into a tiled TIFF, or with ``label_format="ome.zarr"``
    into an OME-Zarr label image, one chunk per tile (:func:`write_label_tiles`,
    atomic), then a row of ``summary.csv`` (as :class:`~scripts.engine.segmentation_writer.SegmentationWriter`).
@@ -391,7 +393,7 @@ class MosaicSegmenter:
                 tile = self._choose_tile(lazy)
             except (HSRSOptionError, MosaicTooLargeError):
                 continue
-            cost = plan_cost((h, w), tile, *self.inferer.window_plan((h, w)))
+            cost = plan_cost((h, w), tile, *self._row_major_windows((h, w)))
             work = cost.window_px + cost.region_px
             if best is None or work < best[0]:
                 best = (work, tile, self.inferer)
@@ -410,9 +412,15 @@ class MosaicSegmenter:
         )
         return tile
 
+    def _row_major_windows(self, field: tuple[int, int]) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """(window, overlap) per row-major axis (H, W) of the windows the network gets on the field in MONAI's
+        (X, Y) = (W, H) order, as the whole-stack path places them."""
+        roi, overlap = self.inferer.window_plan(field[::-1])
+        return roi[::-1], overlap[::-1]
+
     def _choose_tile(self, lazy: LazyStack) -> int:
         k, h, w = lazy.shape
-        roi, overlap = self.inferer.window_plan((h, w))
+        roi, overlap = self._row_major_windows((h, w))
         stored = lazy.dtype.itemsize if lazy.chunked is not None else 0
         per_px, budget = self.bytes_per_region_px(k, stored), self.memory_bytes - self.fixed_bytes()
         if not lazy.partial:
@@ -530,7 +538,9 @@ class MosaicSegmenter:
         finite = np.where(np.isfinite(sample), sample, np.nan).reshape(k, -1)
         self._frame_medians = np.nan_to_num(np.nanmedian(finite, axis=1)).astype(np.float32)  # NaN/Inf repair
         del sample, finite
-        roi, overlap = self.inferer.window_plan((h, w))  # the whole field's windows, used for every region
+        # the network sees each region as the whole-stack path presents a field, in MONAI's (K, X, Y) = (K, W, H)
+        # order (scripts/io/orientation.py), with the whole field's windows there; the tiles are row-major (H, W)
+        roi, overlap = self._row_major_windows((h, w))
         tiles = plan_tiles((h, w), tile, roi, overlap)
         logger.info(
             "%s: %d×%d px × %d frames in %d tile(s) of %d px (regions up to %d×%d px) within memory_gib=%g",
@@ -569,7 +579,7 @@ class MosaicSegmenter:
         del whole
 
         def label_tiles() -> Iterator[np.ndarray]:
-            with self.inferer.fixed_plan((h, w)):
+            with self.inferer.fixed_plan((w, h)):
                 for t in tiles:
                     yield self._segment_tile(lazy, t, tile, wavenumbers, lo, hi, read)
                     progress.iteration_completed(None)
@@ -642,10 +652,11 @@ class MosaicSegmenter:
             images = self._overlay.images(raw[:, t.y0 - t.ry0 : t.y1 - t.ry0, t.x0 - t.rx0 : t.x1 - t.rx0])
         img = self._preprocess(raw, wavenumbers, lo, hi)
         del raw
+        img = img.transpose(1, 2).contiguous()  # (K, W, H): MONAI's axis order, as the whole-stack path's reader
         t2 = time.perf_counter()
         logits = self.inferer(img[None], self.network)
         del img
-        core = logits[0, :, t.y0 - t.ry0 : t.y1 - t.ry0, t.x0 - t.rx0 : t.x1 - t.rx0].argmax(0)
+        core = logits[0, :, t.x0 - t.rx0 : t.x1 - t.rx0, t.y0 - t.ry0 : t.y1 - t.ry0].argmax(0).T
         del logits
         out = np.zeros((tile, tile), np.uint8)
         out[: t.y1 - t.y0, : t.x1 - t.x0] = core.to(torch.uint8).cpu().numpy()
