@@ -191,7 +191,15 @@ def profile_table(plain: dict, profiled: dict) -> tuple[str, dict]:
 
 #: settings compared in one run: (name, bundle overrides). The first is what inference.yaml ships.
 VARIANTS: list[tuple[str, dict]] = [
-    ("shipped defaults (prefetch 1, background writing, one window of 512², backend auto: ONNX Runtime)", {}),
+    (
+        "shipped defaults (prefetch 1, background writing, one window of 512², backend auto: ONNX Runtime, "
+        "tiling auto: each stack's need estimated against memory_gib 4)",
+        {},
+    ),
+    (
+        "every stack whole, no estimate against memory_gib (`--tiling never`, the path before auto-tiling)",
+        {"tiling": "never"},
+    ),
     ("no prefetch, outputs written on the engine thread", {"prefetch": 0, "background_writing": False}),
     ("PyTorch backend (`--backend torch`)", {"backend": "torch"}),
     (
