@@ -80,11 +80,11 @@ def test_benchmark_updates_only_its_section():
 @pytest.mark.parametrize(
     ("block", "columns"), [("cell_columns", CELL_COLUMNS), ("cell_summary_columns", IMAGE_COLUMNS)]
 )
-def test_readme_column_tables_are_those_of_the_code(block, columns):
-    """The README's tables of cells.csv and cells_summary.csv are columns_markdown of scripts/cells/columns.py."""
-    text = (REPO / "README.md").read_text()
+def test_cells_page_column_tables_are_those_of_the_code(block, columns):
+    """docs/cells.md's tables of cells.csv and cells_summary.csv are columns_markdown of scripts/cells/columns.py."""
+    text = (REPO / "docs" / "cells.md").read_text()
     found = re.search(rf"<!-- begin:{block} -->\n(.*?)<!-- end:{block} -->", text, re.DOTALL)
-    assert found, f"README.md has no <!-- begin:{block} --> block"
+    assert found, f"docs/cells.md has no <!-- begin:{block} --> block"
     assert found.group(1) == columns_markdown(
         columns
-    ), f"README.md's {block} table is out of date: replace it by scripts.cells.columns.columns_markdown's output"
+    ), f"docs/cells.md's {block} table is out of date: replace it by scripts.cells.columns.columns_markdown's output"
