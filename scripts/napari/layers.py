@@ -43,6 +43,8 @@ CLASS_COLOURS: dict[int | None, tuple[float, float, float, float]] = {
 }
 #: The axes of a stack layer.
 STACK_AXES = ("wavenumber (frame)", "y", "x")
+#: Verdicts of the axis check that a person must look at (those ``axis_check="refuse"`` refuses).
+AXIS_WARNINGS = ("assumed", "inferred_direction", "reversed", "miscalibrated", "no_chemistry")
 #: Tile side of an OME-Zarr label image written here (its chunks).
 ZARR_TILE = 512
 
@@ -92,7 +94,19 @@ def read_layers(path: str | Sequence[str], axis_check: str = "warn") -> list[Lay
         if np.issubdtype(data.dtype, np.integer) and set(np.unique(data).tolist()) <= set(CLASS_NAMES):
             return [class_labels_layer(data, stack_stem(path), meta.get("pixel_size_um"), path)]
         return [(data, {"name": stack_stem(path), "metadata": {"hsrs_path": str(path)}}, "image")]
-    return [stack_layer(array, meta, path)]
+    layer = stack_layer(array, meta, path)
+    if layer[1]["metadata"]["axis_check"] in AXIS_WARNINGS:  # said in the viewer too, not only in the log
+        _notify(axis_verdict(layer[1]["metadata"]))
+    return [layer]
+
+
+def _notify(message: str) -> None:
+    """A warning in napari's notification area (only when napari is there: the reader runs without it too)."""
+    try:
+        from napari.utils.notifications import show_warning
+    except ImportError:
+        return
+    show_warning(message)
 
 
 def layer_scale(pixel_size_um: Any, ndim: int) -> tuple[float, ...]:
@@ -127,6 +141,11 @@ def stack_layer(stack: np.ndarray, meta: Mapping[str, Any], path: str | Path | N
         "contrast_limits": (float(lo), float(hi) if hi > lo else float(lo) + 1.0),
     }
     return stack, kwargs, "image"
+
+
+def axis_warns(metadata: Mapping[str, Any]) -> bool:
+    """The axis check's verdict on a stack layer is one a person must look at (:data:`AXIS_WARNINGS`)."""
+    return metadata.get("axis_check", "") in AXIS_WARNINGS
 
 
 def axis_verdict(metadata: Mapping[str, Any]) -> str:

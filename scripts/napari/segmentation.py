@@ -188,6 +188,8 @@ class NetworkSegmenter:
         for key, value in (overrides or {}).items():
             parser[key] = value
         self.parser, self.backend = parser, backend
+        #: fields of more pixels than this, read from a file, take the mosaic path
+        self.mosaic_px = MOSAIC_PX
         self._built = False
 
     def _build(self) -> None:
@@ -265,7 +267,7 @@ class NetworkSegmenter:
         """Segment ``item``; large fields read from a file take the mosaic path."""
         progress, cancelled = progress or _nothing, cancelled or (lambda: False)
         _, h, w = item.stack.shape
-        if h * w > MOSAIC_PX and item.path:
+        if h * w > self.mosaic_px and item.path:
             return self.segment_mosaic(item, progress, cancelled)
         return self.segment_whole(item, progress, cancelled)
 

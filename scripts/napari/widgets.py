@@ -39,7 +39,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from scripts.napari.layers import CLASS_COLOURS, axis_verdict, cell_labels_layer, class_labels_layer
+from scripts.napari.layers import CLASS_COLOURS, axis_verdict, axis_warns, cell_labels_layer, class_labels_layer
 from scripts.napari.segmentation import (
     BUNDLE_ROOT,
     CancelledError,
@@ -196,6 +196,7 @@ class SegmentWidget(QWidget):
     def _show_axis(self, *args) -> None:
         layer = self.layer_choice.layer()
         self.axis_label.setText(axis_verdict(layer.metadata) if layer is not None else "no HSRS stack open")
+        self.axis_label.setStyleSheet("color: orange" if layer is not None and axis_warns(layer.metadata) else "")
 
     def _on_progress(self, fraction: float, message: str) -> None:
         self.progress.setValue(round(100 * fraction))
@@ -250,7 +251,7 @@ class SegmentWidget(QWidget):
         if isinstance(error, CancelledError):
             self.status.setText("cancelled")
         else:
-            logger.error("segmentation failed: %s", error)
+            logger.error("segmentation failed: %s", error, exc_info=error)
             self.status.setText(f"failed: {error}")
 
     def _finished(self) -> None:

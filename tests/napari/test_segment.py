@@ -119,3 +119,25 @@ def test_both_backends_give_the_same_labels(make_napari_viewer, qtbot, stacks, c
     cli = tifffile.imread(cli_inference / "cell.tif")
     # ONNX Runtime and PyTorch agree up to float rounding at a handful of boundary pixels (docs/results.md)
     assert np.mean(result.labels != cli) < 1e-3
+
+
+def test_large_fields_take_the_mosaic_path_with_the_same_labels(make_napari_viewer, qtbot, stacks, cli_inference):
+    _, widget = open_widget(make_napari_viewer, stacks["ome.zarr"])
+    widget.segmenter("auto").mosaic_px = 64 * 64  # the 128² phantom counts as large here
+    result = segment(qtbot, widget)
+    assert result.method == "network (mosaic)"
+    np.testing.assert_array_equal(result.labels, tifffile.imread(cli_inference / "cell.tif"))
+    assert result.cells is None  # as configs/mosaic.yaml: labels only
+    assert "not computed" in widget.qc_label.text()
+
+
+def test_a_doubtful_axis_is_shown_in_orange(make_napari_viewer, stacks, phantom, tmp_path):
+    from scripts.io.writer import write_stack
+
+    reversed_axis = write_stack(tmp_path / "reversed.tif", phantom.stack[::-1].astype(np.float32), phantom.wavenumbers)
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(reversed_axis), plugin=PLUGIN)
+    assert layer.metadata["axis_check"] == "reversed"
+    widget = SegmentWidget(viewer)
+    assert "reversed" in widget.axis_label.text()
+    assert "orange" in widget.axis_label.styleSheet()
