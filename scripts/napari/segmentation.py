@@ -38,7 +38,7 @@ INFERENCE_CONFIG = BUNDLE_ROOT / "configs" / "inference.yaml"
 METADATA = BUNDLE_ROOT / "configs" / "metadata.json"
 #: Fields of more pixels than this (read from a file) are segmented region by region (the mosaic path).
 MOSAIC_PX = 4096 * 4096
-#: Memory budget (GiB) of the mosaic path.
+#: Memory budget (GiB) of the mosaic path when the config sets none (``memory_gib`` of ``configs/inference.yaml``).
 MOSAIC_MEMORY_GIB = 4.0
 
 Progress = Callable[[float, str], None]
@@ -271,6 +271,10 @@ class NetworkSegmenter:
             return self.segment_mosaic(item, progress, cancelled)
         return self.segment_whole(item, progress, cancelled)
 
+    def _setting(self, key: str, default: Any) -> Any:
+        """A config id's value, or ``default`` for a config without it."""
+        return self.parser.get_parsed_content(key) if key in self.parser else default
+
     def _check(self, cancelled: Callable[[], bool]) -> None:
         if cancelled():
             raise CancelledError("segmentation cancelled")
@@ -365,7 +369,8 @@ class NetworkSegmenter:
                 watched,
                 self.inferer,
                 out,
-                memory_gib=MOSAIC_MEMORY_GIB,
+                memory_gib=self._setting("memory_gib", MOSAIC_MEMORY_GIB),
+                tile_px=self._setting("tile_px", None),
                 min_frames=self.parser.get_parsed_content("min_frames"),
                 axis_check=self.axis_check,
                 summary_csv="summary.csv",
