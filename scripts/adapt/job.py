@@ -283,6 +283,7 @@ class AdaptationJob:
                 "qc_reference": str(self.qc_reference),
                 "backend": "torch",  # before and after through the same forward pass
                 "cells": False,
+                "tiling": "never",  # every stack whole: its confidence map comes from the evaluator's forward pass
                 "resume": resume,
                 "skip_errors": self.skip_errors,
                 **self.inference_overrides,
