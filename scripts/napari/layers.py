@@ -109,6 +109,15 @@ def _notify(message: str) -> None:
     show_warning(message)
 
 
+#: The bundled demo stack (``docs/demo_data``, 128²×64 phantom), napari's *File > Open Sample > HSRS segmentation*.
+DEMO_STACK = Path(__file__).resolve().parents[2] / "docs" / "demo_data" / "images" / "hsrs_default_s7_0000.nii.gz"
+
+
+def demo_sample() -> list[LayerData]:
+    """The bundled demo stack as the reader opens it (npe2 ``sample_data`` contribution)."""
+    return read_layers(DEMO_STACK)
+
+
 def layer_scale(pixel_size_um: Any, ndim: int) -> tuple[float, ...]:
     """napari scale of a layer: the pixel size (µm) on y and x when recorded, 1 elsewhere."""
     try:

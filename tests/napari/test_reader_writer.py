@@ -8,7 +8,7 @@ import pytest
 from scripts.io.reader import read_hsrs
 from scripts.napari.layers import CLASS_COLOURS, get_reader
 
-from .conftest import FORMATS, PIXEL
+from .conftest import FORMATS, PIXEL, REPO
 
 PLUGIN = "hsrs-segmentation"
 
@@ -58,3 +58,30 @@ def test_label_layers_are_written_in_the_bundles_formats_and_read_back(make_napa
     assert list(back.features["class"]) == ["background", "nucleus", "lipid_droplet"]
     np.testing.assert_allclose(back.colormap.map(np.array([1]))[0], CLASS_COLOURS[1], atol=1e-6)
     assert tuple(back.scale) == pytest.approx((PIXEL, PIXEL))
+
+
+def test_the_demo_stack_is_a_sample(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "demo")
+    (layer,) = viewer.layers
+    assert layer.data.shape == (64, 128, 128)
+    assert len(layer.metadata["wavenumbers"]) == 64
+
+
+def test_the_plugin_but_its_widgets_imports_without_qt_or_napari():
+    """Everything but scripts.napari.widgets works where neither Qt nor napari can be imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('qtpy', 'PyQt5', 'PyQt6', 'PySide6', 'napari', 'magicgui', 'superqt', 'vispy'):\n"
+        "    sys.modules[name] = None\n"
+        "import scripts.napari, scripts.napari.layers, scripts.napari.segmentation, scripts.napari.phasor\n"
+        "import scripts.napari.corrections\n"
+        "from scripts.napari.layers import read_layers\n"
+        f"print(read_layers({str(REPO / 'docs/demo_data/images/hsrs_default_s7_0000.nii.gz')!r})[0][0].shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "(64, 128, 128)" in out.stdout
