@@ -278,12 +278,12 @@ def _phasor(sec: dict) -> list[tuple[str, str]]:
 
 def _throughput(sec: dict) -> list[tuple[str, str]]:
     name, run = next(iter(sec["runs"].items()))  # the first setting: what inference.yaml ships
-    return [
-        (
-            f"Folder of 512² × 64 stacks through `configs/inference.yaml` ({name.split(' (')[0]})",
-            f"{run['per_stack_s']:.2f} s per stack ({run['stacks']} stacks; start-up {run['startup_s']:.1f} s)",
-        )
-    ]
+    value = f"{run['per_stack_s']:.2f} s per stack ({run['stacks']} stacks; start-up {run['startup_s']:.1f} s)"
+    load = [x for x in sec.get("load", []) if x is not None]
+    if load:
+        cores = sec.get("environment", {}).get("cores", "?")
+        value += f"; load average {min(load):.1f}–{max(load):.1f} on {cores} cores"
+    return [(f"Folder of 512² × 64 stacks through `configs/inference.yaml` ({name.split(' (')[0]})", value)]
 
 
 def _onnx(sec: dict) -> list[tuple[str, str]]:
