@@ -122,7 +122,7 @@ def _is_output(path: Path) -> bool:
 
 def writer_outputs(writer) -> tuple[list[str], dict[str, str]]:
     """Output files (``{stem}`` patterns) and tables a :class:`~scripts.engine.segmentation_writer.SegmentationWriter`
-    writes for each stack."""
+    (or a :class:`~scripts.engine.mosaic.MosaicSegmenter`) writes for each stack."""
     files = [f"{{stem}}.{fmt}" for fmt in writer.formats]
     if writer.overlays:
         files.append("{stem}_overlay.png")
@@ -142,7 +142,8 @@ def pending_stacks(
 
     Args:
         datalist: every stack of the run (after the pre-flight), in a fixed order.
-        writer: the run's ``SegmentationWriter`` (its folder, formats, overlays and summary table).
+        writer: the run's ``SegmentationWriter``, or the tiled path's ``MosaicSegmenter`` (its folder, formats,
+            overlays and summary table).
         resume: leave out the stacks whose outputs are all there (:func:`stack_is_complete`); a rerun
             after an interrupted run (or a dead rank) then writes the missing stacks and rewrites none.
         files, tables: further outputs of each stack (e.g. the per-cell readout's), as in

@@ -20,13 +20,16 @@ of the same size. Measured (2026-12-08, this bundle's CPU path, 64-frame uint16 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scripts.io.errors import HSRSOptionError
+from scripts.io.errors import HSRSInputError, HSRSOptionError, as_bool
+from scripts.io.formats import stack_stem
 from scripts.io.headers import read_header
-from scripts.io.mosaic import GIB
+from scripts.io.mosaic import GIB, open_lazily
+from scripts.io.preflight import report_problems
 
 logger = logging.getLogger(__name__)
 
@@ -80,47 +83,44 @@ def route_fields(
     if tiling not in TILING_MODES:
         raise HSRSOptionError(f"tiling must be one of {list(TILING_MODES)}, got {tiling!r}.")
     routes = FieldRoutes()
-    if tiling != "auto":
-        usable = [item for item in datalist if not item.get("error")]
-        routes.tiled = usable if tiling == "always" else []
-        routes.whole = [item for item in datalist if item.get("error")] if tiling == "always" else list(datalist)
-        return routes if tiling == "never" else _readable_in_parts(routes, mosaic, skip_errors)
     budget = mosaic.memory_bytes
     overlapping = len(datalist) > 1 and (int(prefetch) > 0 or bool(background_writing))
     for item in datalist:
-        if item.get("error"):
+        if item.get("error") or tiling == "never":
             routes.whole.append(item)
-            continue
-        header = read_header(item["image"])
-        need = whole_field_bytes(header.shape, header.dtype.itemsize, mosaic, overlapping)
-        if need <= budget:
-            routes.whole.append(item)
-            continue
-        routes.tiled.append(item)
-        h, w = header.field
-        logger.info(
-            "%s: %d×%d px × %d frames needs about %s GiB whole, more than memory_gib=%g: segmented in tiles within "
-            "it (same labels; label map %s.tif, overlay and summary row, no NIfTI map, QC score or per-cell "
-            "readout; --memory_gib %g segments it whole)",
-            header.path.name,
-            h,
-            w,
-            header.frames,
-            _gib(need),
-            budget / GIB,
-            _stem(header.path),
-            _round_up(need / GIB),
-        )
+        elif tiling == "always":
+            routes.tiled.append(item)
+        else:
+            header = read_header(item["image"])
+            need = whole_field_bytes(header.shape, header.dtype.itemsize, mosaic, overlapping)
+            if need <= budget:
+                routes.whole.append(item)
+            else:
+                routes.tiled.append(item)
+                _log_tiled(header, need, budget)
     return _readable_in_parts(routes, mosaic, skip_errors)
+
+
+def _log_tiled(header, need: float, budget: float) -> None:
+    h, w = header.field
+    logger.info(
+        "%s: %d×%d px × %d frames needs about %s GiB whole, more than memory_gib=%g: segmented in tiles within "
+        "it (same labels; label map %s.tif, overlay and summary row, no NIfTI map, QC score or per-cell "
+        "readout; --memory_gib %g segments it whole)",
+        header.path.name,
+        h,
+        w,
+        header.frames,
+        _gib(need),
+        budget / GIB,
+        stack_stem(str(header.path)),
+        math.ceil(need / GIB * 2) / 2,
+    )
 
 
 def _readable_in_parts(routes: FieldRoutes, mosaic, skip_errors: bool) -> FieldRoutes:
     """Open each tiled stack as the tiled path will (:func:`scripts.io.mosaic.open_lazily`), so that one it cannot
     read within ``memory_gib`` is refused now, with every other such stack, rather than after hours of work."""
-    from scripts.io.errors import HSRSInputError, as_bool
-    from scripts.io.mosaic import open_lazily
-    from scripts.io.preflight import PreflightError
-
     problems: dict[int, str] = {}
     for i, item in enumerate(routes.tiled):
         try:
@@ -130,11 +130,12 @@ def _readable_in_parts(routes: FieldRoutes, mosaic, skip_errors: bool) -> FieldR
     if not problems:
         return routes
     if not as_bool(skip_errors, "skip_errors"):
-        lines = list(problems.values())
-        if len(lines) == 1:
-            raise PreflightError(lines[0])
-        head = f"{len(lines)} stacks too large for memory_gib cannot be segmented in tiles; nothing was processed:"
-        raise PreflightError("\n".join([head, *lines]))
+        raise report_problems(
+            list(problems.values()),
+            len(routes.tiled),
+            "stacks too large to segment whole",
+            " (--skip_errors true segments the others)",
+        )
     for reason in problems.values():
         logger.warning("%s (--skip_errors: recorded, not segmented)", reason)
     routes.whole += [dict(item, error=problems[i]) for i, item in enumerate(routes.tiled) if i in problems]
@@ -142,18 +143,6 @@ def _readable_in_parts(routes: FieldRoutes, mosaic, skip_errors: bool) -> FieldR
     return routes
 
 
-def _stem(path) -> str:
-    from scripts.io.formats import stack_stem
-
-    return stack_stem(str(path))
-
-
 def _gib(nbytes: float) -> str:
     gib = nbytes / GIB
     return f"{gib:.1f}" if gib >= 1 else f"{gib:.2g}"
-
-
-def _round_up(gib: float) -> float:
-    import math
-
-    return math.ceil(gib * 2) / 2

@@ -52,7 +52,7 @@ import torch
 from scripts.engine.inferers import FieldSlidingWindowInferer, window_starts
 from scripts.engine.progress import ProgressLogger
 from scripts.engine.segmentation_writer import SUMMARY_FIELDS, label_statistics, overlay_flag
-from scripts.io.errors import HSRSInputError, HSRSOptionError
+from scripts.io.errors import HSRSInputError, HSRSOptionError, as_bool
 from scripts.io.formats import stack_stem
 from scripts.io.mosaic import (
     GIB,
@@ -297,7 +297,7 @@ class MosaicSegmenter:
         if label_format not in LABEL_FORMATS:
             raise HSRSOptionError(f"label_format must be one of {LABEL_FORMATS} for a mosaic, got {label_format!r}.")
         self.label_format = label_format
-        self.overlays, self.overlay_px = bool(overlays), int(overlay_px)
+        self.overlays, self.overlay_px = as_bool(overlays, "overlays"), int(overlay_px)
         self.default_pixel_size_um = None if default_pixel_size_um is None else float(default_pixel_size_um)
         self._overlay: MosaicOverlay | None = None
         if self.overlays:  # imported now, so that the process's size measured for the budget includes them
@@ -308,6 +308,12 @@ class MosaicSegmenter:
         self._weights_loaded = False
         #: seconds spent on the last stack: reading regions, preprocessing, the network (sliding window), the rest
         self.timings: dict[str, float] = {}
+
+    @property
+    def formats(self) -> tuple[str]:
+        """The label-map format written per stack (with ``overlays`` and ``summary_csv``: what
+        :func:`scripts.engine.batch.pending_stacks` checks for a complete stack)."""
+        return (self.label_format,)
 
     # ------------------------------------------------------------------------------------------ planning
     def bytes_per_region_px(self, frames: int, stored_itemsize: int = 0) -> int:

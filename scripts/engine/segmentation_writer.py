@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from scipy import ndimage
+from scripts.io.errors import as_bool
 from scripts.io.formats import stack_stem
 from scripts.io.orientation import to_row_major
 from scripts.io.overlay import save_png, stack_overlay_figure
@@ -131,7 +132,8 @@ class SegmentationWriter:
     ):
         self.output_dir = check_writable(output_dir)
         self.pred_key, self.image_key, self.label_key = pred_key, image_key, label_key
-        self.formats, self.overlays, self.summary_csv = tuple(formats), overlays, summary_csv
+        self.formats, self.summary_csv = tuple(formats), summary_csv
+        self.overlays = as_bool(overlays, "overlays")
         self.default_pixel_size_um = None if default_pixel_size_um is None else float(default_pixel_size_um)
         self.rows: dict[str, dict] = {}
         self.skipped: dict[str, str] = {}

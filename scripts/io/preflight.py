@@ -129,7 +129,7 @@ def _check_item(item: Mapping, min_frames: int, min_field, field_what: str = "",
         check_label_map(item["label"], header)
 
 
-def _report(problems: list[str], total: int, what: str, skip_hint: str = "") -> PreflightError:
+def report_problems(problems: list[str], total: int, what: str, skip_hint: str = "") -> PreflightError:
     if len(problems) == 1:
         return PreflightError(problems[0])
     head = f"pre-flight: {len(problems)} of {total} {what} cannot be used; nothing was processed{skip_hint}:"
@@ -156,7 +156,9 @@ def check_stacks(
         except HSRSInputError as e:
             problems[i] = str(e)
     if problems and not skip:
-        raise _report(list(problems.values()), len(items), "stacks", " (--skip_errors true segments the others)")
+        raise report_problems(
+            list(problems.values()), len(items), "stacks", " (--skip_errors true segments the others)"
+        )
     if problems:
         logger.warning(
             "pre-flight: %d of %d stacks cannot be used; they are skipped and recorded in the summary.",
@@ -217,7 +219,7 @@ def check_datalist(
             except HSRSInputError as e:
                 problems.append(f"{e} (listed in {datalist_file}, {key!r} entry {i})")
     if problems:
-        raise _report(problems, total, "listed files")
+        raise report_problems(problems, total, "listed files")
     return lists
 
 
